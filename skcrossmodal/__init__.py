@@ -1,0 +1,12 @@
+"""skcrossmodal: scikit-learn compatible cross-modal learning.
+
+Fuse modalities, project them into one shared space, and carry what was
+learned on one modality over to another, with ordinary scikit-learn
+estimators that take one 2-D ``X``.
+"""
+
+from .projection import SharedProjection
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["SharedProjection", "__version__"]

@@ -1,0 +1,31 @@
+"""The command line: ``python -m skcrossmodal demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="skcrossmodal", description="skcrossmodal command line."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo", help="fit the shared space on bundled real data and report results"
+    )
+    demo.add_argument(
+        "--figure",
+        default="skcrossmodal-demo.png",
+        help="where to write the figure (default: %(default)s)",
+    )
+    demo.add_argument("--seed", type=int, default=0, help="random seed for the split")
+    args = parser.parse_args(argv)
+
+    from ._demo import run_demo
+
+    return run_demo(figure_path=args.figure, seed=args.seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

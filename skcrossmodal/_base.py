@@ -1,0 +1,51 @@
+"""Input validation shared by every estimator that reads ``modalities``."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils.validation import validate_data
+
+from ._modalities import check_no_infinite, presence_mask, resolve_modalities
+
+FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def validate_modal_data(estimator, X, *, reset, min_modalities=2, accept_sparse=True):
+    """Validate X, resolve ``modalities_`` on reset, and return X.
+
+    NaN is allowed (a modality block of NaN marks it missing); infinity is
+    checked by the caller's statistics, or by :func:`check_finite_blocks`.
+    """
+    raw = X
+    X = validate_data(
+        estimator,
+        X,
+        reset=reset,
+        accept_sparse=("csr", "csc") if accept_sparse else False,
+        dtype=list(FLOAT_DTYPES),
+        ensure_all_finite=False,
+        ensure_min_samples=2 if reset else 1,
+    )
+    if reset:
+        estimator.modalities_ = resolve_modalities(
+            estimator.modalities,
+            X,
+            raw,
+            getattr(estimator, "feature_names_in_", None),
+            min_modalities=min_modalities,
+        )
+    return X
+
+
+def check_finite_blocks(X, modalities):
+    """Reject infinity and partial NaN; return the (n, M) presence mask."""
+    check_no_infinite(X)
+    present = presence_mask(X, modalities)
+    empty_rows = np.flatnonzero(~present.any(axis=1))
+    if empty_rows.size:
+        raise ValueError(
+            f"Row {empty_rows[0]} of X has no modality present (all its "
+            f"columns are NaN; {empty_rows.size} such row(s) in all). Every row "
+            "needs at least one modality; drop those rows first."
+        )
+    return present

@@ -1,0 +1,125 @@
+"""Closed-form solvers for the shared projection.
+
+Given the block covariance ``C`` of the stacked modalities and a ridge
+``lambda_m`` per modality, let ``C_reg`` be ``C`` with ``lambda_m I`` added to
+each diagonal block and ``D = blockdiag(C_mm + lambda_m I)``. The shared
+projection is the top of the generalised symmetric eigenproblem
+
+    C_reg w = r D w,   normalised so that W^T D W = I,
+
+(multi-set CCA; for two modalities ``r = 1 + rho`` with ``rho`` the ridge-CCA
+correlations). Both solvers return
+
+* ``correlations``: ``(r - 1) / (M - 1)``, which for two modalities is the
+  canonical correlation, and for ``M`` modalities the average pairwise
+  correlation of the projections when every modality has unit variance;
+* ``weights``: the stacked eigenvectors times ``sqrt(M)``, so that each
+  modality's block satisfies ``W_m^T D_mm W_m = I`` exactly for two
+  modalities, and on average over the modalities for more.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+
+
+def add_ridge(covariance, blocks, ridges):
+    """Return ``C_reg``: a copy of covariance with each block's ridge added."""
+    regularised = covariance.copy()
+    for block, ridge in zip(blocks, ridges):
+        indices = np.arange(block.start, block.stop)
+        regularised[indices, indices] += ridge
+    return regularised
+
+
+def solve_eigh(regularised, blocks, n_components):
+    """Generalised ``eigh(C_reg, D)``; D must be positive definite."""
+    dimension = regularised.shape[0]
+    diagonal = np.zeros_like(regularised)
+    for block in blocks:
+        diagonal[block, block] = regularised[block, block]
+    try:
+        values, vectors = linalg.eigh(
+            regularised,
+            diagonal,
+            subset_by_index=[dimension - n_components, dimension - 1],
+            driver="gvx",
+        )
+    except linalg.LinAlgError as exc:
+        raise ValueError(
+            "solver='eigh' needs every modality's regularised covariance "
+            "C_mm + reg*I to be positive definite, and at least one is not "
+            "(rank-deficient data with reg=0?). Set reg > 0 or 'auto', or use "
+            "solver='svd', which handles singular blocks."
+        ) from exc
+    return _finish(values[::-1], vectors[:, ::-1], len(blocks))
+
+
+def solve_svd(regularised, blocks, n_components, names):
+    """Whiten each modality, then decompose the whitened cross-covariances.
+
+    Each ``D_mm`` is whitened through its eigendecomposition, dropping the
+    directions whose variance is below ``d_m * eps`` of the largest (so a
+    singular block, e.g. ``reg=0`` with fewer rows than features, gives a
+    stable answer instead of NaN). Two modalities: the SVD of the whitened
+    cross-covariance. More: the symmetric eigendecomposition of the whitened
+    block matrix.
+    """
+    whiteners = [_whitener(regularised[block, block]) for block in blocks]
+    ranks = [w.shape[1] for w in whiteners]
+    available = min(ranks) if len(blocks) == 2 else sum(ranks)
+    if n_components > available:
+        position = int(np.argmin(ranks))
+        raise ValueError(
+            f"n_components={n_components} is larger than the number of "
+            f"components the data supports ({available}): modality "
+            f"{names[position]!r} has rank {ranks[position]} after "
+            "regularisation. Lower n_components, or set reg > 0."
+        )
+    if len(blocks) == 2:
+        (x_block, y_block), (x_white, y_white) = blocks, whiteners
+        cross = x_white.T @ regularised[x_block, y_block] @ y_white
+        left, singular, right_t = linalg.svd(cross, full_matrices=False)
+        k = n_components
+        weights = np.vstack([x_white @ left[:, :k], y_white @ right_t[:k].T])
+        return _finish(1.0 + singular[:k], weights / np.sqrt(2), 2)
+
+    offsets = np.concatenate([[0], np.cumsum(ranks)])
+    whitened = np.eye(offsets[-1])
+    for m, (block_m, white_m) in enumerate(zip(blocks, whiteners)):
+        for l in range(m + 1, len(blocks)):
+            product = white_m.T @ regularised[block_m, blocks[l]] @ whiteners[l]
+            whitened[offsets[m] : offsets[m + 1], offsets[l] : offsets[l + 1]] = product
+            whitened[offsets[l] : offsets[l + 1], offsets[m] : offsets[m + 1]] = (
+                product.T
+            )
+    values, vectors = linalg.eigh(
+        whitened, subset_by_index=[offsets[-1] - n_components, offsets[-1] - 1]
+    )
+    weights = np.vstack(
+        [
+            white @ vectors[offsets[m] : offsets[m + 1]]
+            for m, white in enumerate(whiteners)
+        ]
+    )
+    return _finish(values[::-1], weights[:, ::-1], len(blocks))
+
+
+def _whitener(block_covariance):
+    """Return V_r diag(s_r)^-1/2 for the well-determined eigenpairs."""
+    values, vectors = linalg.eigh(block_covariance)
+    cutoff = max(values[-1], 0.0) * block_covariance.shape[0] * np.finfo(float).eps
+    keep = values > cutoff
+    return vectors[:, keep] / np.sqrt(values[keep])
+
+
+def _finish(values, vectors, n_modalities):
+    correlations = (values - 1.0) / (n_modalities - 1)
+    weights = vectors * np.sqrt(n_modalities)
+    # Deterministic signs: the largest-magnitude weight of each component is
+    # positive (ties broken by the first such entry), as svd_flip does.
+    largest = np.argmax(np.abs(weights), axis=0)
+    signs = np.sign(weights[largest, np.arange(weights.shape[1])])
+    signs[signs == 0] = 1.0
+    return correlations, weights * signs

@@ -1,0 +1,340 @@
+"""Sufficient statistics of the block covariance, accumulated batch by batch.
+
+Every closed-form solver in skcrossmodal needs the same few numbers: the
+per-modality means and the covariance of the stacked modalities. They are sums
+over rows, so one accumulator serves ``fit`` (batches of one array),
+``partial_fit`` (batches as they come) and Dask (one accumulator per chunk,
+merged).
+
+What a row informs
+------------------
+A row contributes to the mean and the covariance block of each modality it
+carries, and to the cross-covariance block of each *pair* of modalities it
+carries (pairwise-complete statistics). Block ``(m, l)`` is centred with the
+means of ``m`` and ``l`` over all rows that carry them, and divided by the
+number of rows that carry both. Without missing modalities this is the
+ordinary (biased, ``1/n``) sample covariance.
+
+Accuracy and speed
+------------------
+Sums of raw squares lose digits when a feature's mean is large against its
+spread. The accumulator therefore subtracts a *shift* (the first batch's mean)
+before it forms products, so what it sums is close to centred. Doing that
+needs a copy of each batch, which costs about a third of the Gram itself; the
+copy is skipped (shift zero, the Gram computed on a view of X) when the first
+batch shows every mean within ten standard deviations of zero, where at most
+two digits of the ~16 could be lost.
+
+The Gram is formed with BLAS ``syrk`` (half the flops of a general product)
+on row chunks, accumulated in place, so the only memory besides X is one
+chunk and the ``D x D`` result. Non-finite values are caught from the
+chunk's column sums before its Gram is added, so complete finite data pays no
+extra pass for the NaN check.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import sparse
+from scipy.linalg.blas import dsyrk
+
+from ._modalities import check_no_infinite, presence_mask
+
+# Largest |mean| / std seen in the first batch for which the Gram is formed
+# without a shift.
+_UNSHIFTED_MAX_RATIO = 10.0
+# Rows per chunk: about 16 MB of float64 per chunk keeps syrk efficient
+# while the chunk stays small next to X.
+_CHUNK_BYTES = 16 * 2**20
+
+
+def chunk_rows(n_columns):
+    return int(max(256, _CHUNK_BYTES // (8 * max(n_columns, 1))))
+
+
+class CovarianceAccumulator:
+    """Accumulate shifted sums for pairwise-complete block covariances.
+
+    Parameters
+    ----------
+    modalities : dict of str -> ndarray of int
+        Resolved modalities (``modalities_``).
+    n_features : int
+        Width of X.
+    fourth_moments : bool, default=False
+        Also accumulate the within-modality fourth-moment sums that the
+        Ledoit-Wolf shrinkage intensity needs.
+    """
+
+    def __init__(self, modalities, n_features, *, fourth_moments=False):
+        self.names = list(modalities)
+        self.columns = np.concatenate(list(modalities.values()))
+        widths = [len(indices) for indices in modalities.values()]
+        self.block_of_column = np.repeat(np.arange(len(widths)), widths)
+        stops = np.cumsum(widths)
+        self.blocks = [slice(stop - w, stop) for w, stop in zip(widths, stops)]
+        self.n_features = n_features
+        self.fourth_moments = fourth_moments
+        self._stacked = {
+            name: np.arange(b.start, b.stop) for name, b in zip(self.names, self.blocks)
+        }
+        self._in_order = np.array_equal(self.columns, np.arange(n_features))
+        self.shift = None
+        n_columns, n_blocks = len(self.columns), len(widths)
+        # Upper triangle only (syrk); Fortran order so syrk updates in place.
+        self.gram = np.zeros((n_columns, n_columns), order="F")
+        # sum_given[i, l]: sum of shifted column i over the rows carrying l.
+        self.sum_given = np.zeros((n_columns, n_blocks))
+        # pair_counts[m, l]: rows carrying both m and l.
+        self.pair_counts = np.zeros((n_blocks, n_blocks))
+        if fourth_moments:
+            self.square_gram = [np.zeros((w, w), order="F") for w in widths]
+            self.square_cross = [np.zeros((w, w)) for w in widths]
+
+    @property
+    def n_samples_seen(self):
+        return int(self.pair_counts.max()) if self.pair_counts.size else 0
+
+    def update(self, X):
+        """Add the rows of a validated X (ndarray or CSR/CSC matrix)."""
+        if sparse.issparse(X):
+            X = X.tocsr()
+        if self.shift is None:
+            self.shift = self._choose_shift(X)
+        step = chunk_rows(len(self.columns))
+        for start in range(0, X.shape[0], step):
+            self._update_chunk(X[start : start + step])
+        return self
+
+    def merge(self, other):
+        """Add another accumulator's sums (same modalities and shift)."""
+        if other.shift is None:
+            return self
+        if self.shift is None:
+            self.shift = other.shift
+        if not np.array_equal(self.shift, other.shift):
+            raise ValueError("Accumulators with different shifts cannot be merged.")
+        self.gram += other.gram
+        self.sum_given += other.sum_given
+        self.pair_counts += other.pair_counts
+        if self.fourth_moments:
+            for mine, theirs in zip(self.square_gram, other.square_gram):
+                mine += theirs
+            for mine, theirs in zip(self.square_cross, other.square_cross):
+                mine += theirs
+        return self
+
+    # -- per chunk -------------------------------------------------------
+
+    def _choose_shift(self, X):
+        n_columns = len(self.columns)
+        if sparse.issparse(X):
+            # Shifting would densify: sparse data is summed as it is.
+            return np.zeros(n_columns)
+        head = X[: chunk_rows(n_columns)][:, self.columns]
+        with warnings.catch_warnings():
+            # All-NaN columns (a modality missing in every head row) are fine.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(head, axis=0)
+            std = np.nanstd(head, axis=0)
+        mean = np.where(np.isfinite(mean), mean, 0.0)
+        unshifted_ok = np.all(np.abs(mean) <= _UNSHIFTED_MAX_RATIO * np.nan_to_num(std))
+        if unshifted_ok and self._fast_path_possible(X):
+            return np.zeros(n_columns)
+        return mean
+
+    def _fast_path_possible(self, X):
+        return (
+            not sparse.issparse(X)
+            and X.dtype == np.float64
+            and X.flags.c_contiguous
+            and self._in_order
+        )
+
+    def _update_chunk(self, chunk):
+        n_rows = chunk.shape[0]
+        if n_rows == 0:
+            return
+        if not np.any(self.shift) and self._fast_path_possible(chunk):
+            # Optimistic path: complete, finite rows, Gram of a view of X.
+            all_present = np.ones((n_rows, len(self.names)))
+            sums = chunk.T @ all_present
+            if np.isfinite(sums).all():
+                self._add(chunk, all_present, sums)
+                return
+        self._add(*self._shifted_with_missing_zeroed(chunk))
+
+    def _shifted_with_missing_zeroed(self, chunk):
+        if sparse.issparse(chunk):
+            Z = chunk[:, self.columns].astype(np.float64)
+            check_no_infinite(Z)
+            present = presence_mask(Z, self._stacked)
+            Z.data[np.isnan(Z.data)] = 0.0
+            Z.eliminate_zeros()
+        else:
+            Z = np.asarray(chunk[:, self.columns], dtype=np.float64, order="C")
+            Z -= self.shift
+            check_no_infinite(Z)
+            present = presence_mask(Z, self._stacked)
+            if not present.all():
+                np.nan_to_num(Z, copy=False, nan=0.0)
+        present = present.astype(np.float64)
+        return Z, present, np.asarray(Z.T @ present)
+
+    def _add(self, Z, present, sums):
+        self.sum_given += sums
+        self.pair_counts += present.T @ present
+        if sparse.issparse(Z):
+            self.gram += (Z.T @ Z).toarray()
+        else:
+            _syrk_update(self.gram, Z)
+        if self.fourth_moments:
+            for block, square_gram, square_cross in zip(
+                self.blocks, self.square_gram, self.square_cross
+            ):
+                Z_block = Z[:, block]
+                if sparse.issparse(Z_block):
+                    squares = Z_block.multiply(Z_block).tocsr()
+                    square_gram += (squares.T @ squares).toarray()
+                    square_cross += np.asarray((squares.T @ Z_block).todense())
+                else:
+                    squares = Z_block * Z_block
+                    _syrk_update(square_gram, squares)
+                    square_cross += squares.T @ Z_block
+
+    # -- results ----------------------------------------------------------
+
+    def finalize(self):
+        """Return the means and pairwise-complete covariance.
+
+        Returns
+        -------
+        BlockCovariance
+        """
+        counts = self.pair_counts
+        for position, name in enumerate(self.names):
+            if counts[position, position] < 2:
+                raise ValueError(
+                    f"Modality {name!r} is present in "
+                    f"{int(counts[position, position])} row(s); at least 2 are "
+                    "needed to estimate its covariance."
+                )
+        never_together = np.argwhere(counts == 0)
+        if never_together.size:
+            m, l = never_together[0]
+            raise ValueError(
+                f"Modalities {self.names[m]!r} and {self.names[l]!r} are never "
+                "present in the same row, so nothing links them. Provide rows "
+                "that carry both (paired data)."
+            )
+        owner = self.block_of_column
+        gram = _symmetrized(self.gram)
+        own_counts = np.diag(counts)[owner]
+        delta = self.sum_given[np.arange(len(owner)), owner] / own_counts
+        given = self.sum_given[:, owner] * delta  # [i, j] = sum_given[i, l(j)] d_j
+        n_pair = counts[np.ix_(owner, owner)]
+        covariance = (gram - given - given.T + n_pair * np.outer(delta, delta)) / n_pair
+        covariance = (covariance + covariance.T) / 2
+        return BlockCovariance(
+            names=self.names,
+            blocks=self.blocks,
+            columns=self.columns,
+            mean=self.shift + delta,
+            covariance=covariance,
+            counts=counts.copy(),
+            accumulator=self,
+            delta=delta,
+            gram=gram,
+        )
+
+
+class BlockCovariance:
+    """Means and pairwise-complete covariance of the stacked modalities."""
+
+    def __init__(
+        self,
+        *,
+        names,
+        blocks,
+        columns,
+        mean,
+        covariance,
+        counts,
+        accumulator,
+        delta,
+        gram,
+    ):
+        self.names = names
+        self.blocks = blocks
+        self.columns = columns
+        self.mean = mean
+        self.covariance = covariance
+        self.counts = counts
+        self._accumulator = accumulator
+        self._delta = delta
+        self._gram = gram
+
+    def ledoit_wolf_shrinkage(self, position, scale):
+        """Ledoit-Wolf shrinkage intensity of one modality's covariance.
+
+        Parameters
+        ----------
+        position : int
+            The modality's position.
+        scale : ndarray of shape (n_features_m,)
+            Divide each feature by this before shrinking (standardisation).
+
+        Returns
+        -------
+        shrinkage : float in [0, 1]
+            The same number as ``sklearn.covariance.ledoit_wolf_shrinkage`` on
+            the modality's rows and scaled columns.
+        target : float
+            The mean variance, towards which the shrinkage pulls.
+        """
+        acc = self._accumulator
+        if not acc.fourth_moments:
+            raise RuntimeError("Fourth moments were not accumulated.")
+        block = self.blocks[position]
+        n = self.counts[position, position]
+        n_features = block.stop - block.start
+        weights = 1.0 / scale**2
+        covariance = self.covariance[block, block] / np.outer(scale, scale)
+        trace = np.trace(covariance)
+        mu = trace / n_features
+        if n_features == 1:
+            return 0.0, mu
+        # Sum over rows of ||(x_i - mean) / scale||^4, expanded around the
+        # shifted sums (u: weighted squares, v: weighted cross term, c: const).
+        delta = self._delta[block]
+        gram = self._gram[block, block]
+        sums = acc.sum_given[block, position]
+        weighted_delta = weights * delta
+        c = float(weighted_delta @ delta)
+        sum_u2 = weights @ _symmetrized(acc.square_gram[position]) @ weights
+        sum_uv = weights @ acc.square_cross[position] @ weighted_delta
+        sum_u = weights @ np.diag(gram)
+        sum_v2 = weighted_delta @ gram @ weighted_delta
+        sum_v = weighted_delta @ sums
+        fourth = (
+            sum_u2 - 4 * sum_uv + 2 * c * sum_u + 4 * sum_v2 - 4 * c * sum_v + n * c**2
+        )
+        squared_norm = np.sum(covariance**2)
+        beta = (fourth / n - squared_norm) / (n_features * n)
+        delta_lw = (squared_norm - 2 * mu * trace + n_features * mu**2) / n_features
+        beta = min(beta, delta_lw)
+        shrinkage = 0.0 if beta <= 0 else beta / delta_lw
+        return float(shrinkage), float(mu)
+
+
+def _syrk_update(gram, Z):
+    """gram (upper triangle) += Z.T @ Z in place, with no copy of Z."""
+    # A C-ordered (n, d) array is the Fortran-ordered (d, n) array Z.T, so
+    # syrk with trans=0 computes Z.T @ Z straight from Z's buffer.
+    dsyrk(1.0, Z.T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
+
+
+def _symmetrized(upper):
+    return np.triu(upper) + np.triu(upper, 1).T

@@ -1,0 +1,309 @@
+"""SharedProjection against independent computations done here with scipy/numpy."""
+
+import numpy as np
+import pytest
+from scipy import linalg, sparse
+from sklearn.covariance import ledoit_wolf_shrinkage
+from sklearn.cross_decomposition import CCA
+from sklearn.preprocessing import StandardScaler
+
+from skcrossmodal import SharedProjection
+
+
+def make_views(n=600, widths=(7, 5), n_latent=3, noise=1.0, offset=0.0, seed=0):
+    """Views sharing a latent signal; distinct correlations, so unique vectors."""
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, n_latent)) * np.linspace(2.0, 0.5, n_latent)
+    views = [
+        latent @ rng.normal(size=(n_latent, w))
+        + noise * rng.normal(size=(n, w))
+        + offset
+        for w in widths
+    ]
+    modalities = {}
+    start = 0
+    for position, w in enumerate(widths):
+        modalities[f"m{position}"] = slice(start, start + w)
+        start += w
+    return np.hstack(views), views, modalities
+
+
+def covariance(a, b):
+    """Biased (1/n) cross-covariance, computed the textbook way."""
+    return (a - a.mean(0)).T @ (b - b.mean(0)) / a.shape[0]
+
+
+def match_signs(reference, weights):
+    """Flip reference columns to the signs of weights (eigenvectors are +/-)."""
+    signs = np.sign(np.sum(reference * weights, axis=0))
+    return reference * signs
+
+
+@pytest.mark.parametrize("solver", ["svd", "eigh"])
+@pytest.mark.parametrize("reg", [0.0, 0.3])
+def test_two_modalities_equal_whitening_plus_svd(solver, reg):
+    X, (x, y), modalities = make_views()
+    k = 3
+    model = SharedProjection(k, modalities=modalities, reg=reg, solver=solver).fit(X)
+
+    # Independent: whiten with the inverse symmetric square root, then SVD.
+    cxx = covariance(x, x) + reg * np.eye(x.shape[1])
+    cyy = covariance(y, y) + reg * np.eye(y.shape[1])
+    wx = linalg.inv(linalg.sqrtm(cxx)).real
+    wy = linalg.inv(linalg.sqrtm(cyy)).real
+    u, s, vt = linalg.svd(wx @ covariance(x, y) @ wy)
+    np.testing.assert_allclose(model.canonical_correlations_, s[:k], rtol=1e-8)
+
+    ours_x, ours_y = model.weights_["m0"], model.weights_["m1"]
+    ref_x = match_signs(wx @ u[:, :k], ours_x)
+    ref_y = match_signs(wy @ vt[:k].T, ours_y)
+    np.testing.assert_allclose(ours_x, ref_x, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours_y, ref_y, rtol=1e-8, atol=1e-10)
+    # The scale constraint W_m^T (C_mm + reg I) W_m = I.
+    np.testing.assert_allclose(ours_x.T @ cxx @ ours_x, np.eye(k), atol=1e-10)
+    np.testing.assert_allclose(ours_y.T @ cyy @ ours_y, np.eye(k), atol=1e-10)
+
+
+def seed_objective(x, y, wx, wy, reg):
+    """The seed's sum of squares with the ridge, per row (constraint assumed)."""
+    zx = (x - x.mean(0)) @ wx
+    zy = (y - y.mean(0)) @ wy
+    return np.sum((zx - zy) ** 2) / x.shape[0] + reg * (np.sum(wx**2) + np.sum(wy**2))
+
+
+def test_seed_objective_is_minimal_at_the_solution():
+    reg = 0.2
+    X, (x, y), modalities = make_views()
+    k = 2
+    model = SharedProjection(k, modalities=modalities, reg=reg).fit(X)
+    wx, wy = model.weights_["m0"], model.weights_["m1"]
+    at_solution = seed_objective(x, y, wx, wy, reg)
+    np.testing.assert_allclose(
+        at_solution, 2 * k - 2 * model.canonical_correlations_.sum(), rtol=1e-10
+    )
+
+    # 1000 random feasible W: W_m = D_m^{-1/2} Q_m with orthonormal Q_m.
+    rng = np.random.default_rng(1)
+    dx = linalg.inv(linalg.sqrtm(covariance(x, x) + reg * np.eye(x.shape[1]))).real
+    dy = linalg.inv(linalg.sqrtm(covariance(y, y) + reg * np.eye(y.shape[1]))).real
+    random_values = []
+    for _ in range(1000):
+        qx = linalg.qr(rng.normal(size=(x.shape[1], k)), mode="economic")[0]
+        qy = linalg.qr(rng.normal(size=(y.shape[1], k)), mode="economic")[0]
+        random_values.append(seed_objective(x, y, dx @ qx, dy @ qy, reg))
+    assert at_solution <= min(random_values) + 1e-12
+
+
+@pytest.mark.parametrize("widths", [(4, 6, 5), (3, 4, 5, 3, 6, 4)])
+@pytest.mark.parametrize("solver", ["svd", "eigh"])
+def test_many_modalities_equal_generalised_eigh(widths, solver):
+    reg = 0.1
+    X, views, modalities = make_views(widths=widths, noise=1.5)
+    k = 3
+    model = SharedProjection(k, modalities=modalities, reg=reg, solver=solver).fit(X)
+
+    full = covariance(X, X) + reg * np.eye(X.shape[1])
+    diagonal = np.zeros_like(full)
+    start = 0
+    for w in widths:
+        diagonal[start : start + w, start : start + w] = full[
+            start : start + w, start : start + w
+        ]
+        start += w
+    values, vectors = linalg.eigh(full, diagonal)
+    values, vectors = values[::-1][:k], vectors[:, ::-1][:, :k]
+    n_modalities = len(widths)
+    np.testing.assert_allclose(
+        model.canonical_correlations_, (values - 1) / (n_modalities - 1), rtol=1e-8
+    )
+    ours = np.vstack([model.weights_[name] for name in modalities])
+    reference = match_signs(vectors * np.sqrt(n_modalities), ours)
+    np.testing.assert_allclose(ours, reference, rtol=1e-7, atol=1e-9)
+
+
+def test_unregularised_correlations_agree_with_sklearn_cca():
+    X, (x, y), modalities = make_views(n=2000, noise=0.8)
+    k = 3
+    ours = SharedProjection(k, modalities=modalities).fit(X)
+    cca = CCA(n_components=k, scale=False, max_iter=5000, tol=1e-12).fit(x, y)
+    x_scores, y_scores = cca.transform(x, y)
+    theirs = [np.corrcoef(x_scores[:, j], y_scores[:, j])[0, 1] for j in range(k)]
+    np.testing.assert_allclose(ours.canonical_correlations_, theirs, rtol=1e-6)
+
+
+def test_score_on_training_rows_is_the_mean_canonical_correlation():
+    X, _, modalities = make_views()
+    model = SharedProjection(3, modalities=modalities).fit(X)
+    assert model.score(X) == pytest.approx(model.canonical_correlations_.mean(), 1e-10)
+
+
+def test_auto_reg_is_ledoit_wolf_per_modality():
+    X, views, modalities = make_views(n=300, widths=(20, 15), noise=2.0)
+    for scale in (False, True):
+        model = SharedProjection(2, modalities=modalities, reg="auto", scale=scale).fit(
+            X
+        )
+        for name, view in zip(modalities, views):
+            data = StandardScaler().fit_transform(view) if scale else view
+            alpha = ledoit_wolf_shrinkage(data)
+            mu = np.trace(covariance(data, data)) / data.shape[1]
+            assert model.reg_[name] == pytest.approx(alpha / (1 - alpha) * mu, rel=1e-9)
+
+
+def test_reg_dict_applies_per_modality():
+    X, (x, y), modalities = make_views()
+    model = SharedProjection(2, modalities=modalities, reg={"m0": 0.5, "m1": 0.0})
+    model.fit(X)
+    cxx = covariance(x, x) + 0.5 * np.eye(x.shape[1])
+    cyy = covariance(y, y)
+    wx = linalg.inv(linalg.sqrtm(cxx)).real
+    wy = linalg.inv(linalg.sqrtm(cyy)).real
+    s = linalg.svdvals(wx @ covariance(x, y) @ wy)
+    np.testing.assert_allclose(model.canonical_correlations_, s[:2], rtol=1e-8)
+    assert model.reg_ == {"m0": 0.5, "m1": 0.0}
+
+
+def test_scale_equals_fitting_standardised_data():
+    X, _, modalities = make_views()
+    X = X * np.linspace(0.01, 100, X.shape[1])
+    scaled = SharedProjection(2, modalities=modalities, reg=0.1, scale=True).fit(X)
+    standardised = StandardScaler().fit_transform(X)
+    plain = SharedProjection(2, modalities=modalities, reg=0.1).fit(standardised)
+    np.testing.assert_allclose(
+        scaled.canonical_correlations_, plain.canonical_correlations_, rtol=1e-9
+    )
+    np.testing.assert_allclose(
+        scaled.transform(X), plain.transform(standardised), rtol=1e-7, atol=1e-9
+    )
+
+
+def test_large_offsets_stay_accurate():
+    """A mean 1e6 times the spread: the shifted sums keep the digits."""
+    X, _, modalities = make_views(offset=1e6)
+    centred = X - X.mean(0)
+    far = SharedProjection(3, modalities=modalities).fit(X)
+    near = SharedProjection(3, modalities=modalities).fit(centred)
+    np.testing.assert_allclose(
+        far.canonical_correlations_, near.canonical_correlations_, rtol=1e-8
+    )
+
+
+def test_sparse_input_equals_dense_without_densifying():
+    rng = np.random.default_rng(3)
+    dense = rng.normal(size=(400, 12)) * (rng.random((400, 12)) < 0.3)
+    dense[:, 6:] += dense[:, :6] @ rng.normal(size=(6, 6))
+    modalities = {"a": slice(0, 6), "b": slice(6, 12)}
+    expected = SharedProjection(3, modalities=modalities, reg=0.01).fit(dense)
+    for fmt in ("csr", "csc"):
+        model = SharedProjection(3, modalities=modalities, reg=0.01)
+        Z = model.fit_transform(sparse.csr_matrix(dense).asformat(fmt))
+        np.testing.assert_allclose(
+            model.canonical_correlations_, expected.canonical_correlations_, rtol=1e-10
+        )
+        np.testing.assert_allclose(Z, expected.transform(dense), rtol=1e-8, atol=1e-12)
+
+
+def test_float32_in_float32_out_and_close_to_float64():
+    X, _, modalities = make_views()
+    model64 = SharedProjection(2, modalities=modalities, reg=0.1).fit(X)
+    model32 = SharedProjection(2, modalities=modalities, reg=0.1).fit(
+        X.astype(np.float32)
+    )
+    Z32 = model32.transform(X.astype(np.float32))
+    assert Z32.dtype == np.float32
+    # Statistics are accumulated in float64 whatever the input dtype; what is
+    # left is the rounding of the float32 input itself.
+    np.testing.assert_allclose(
+        model32.canonical_correlations_, model64.canonical_correlations_, rtol=1e-5
+    )
+    np.testing.assert_allclose(Z32, model64.transform(X), rtol=1e-4, atol=1e-4)
+
+
+def test_partial_fit_equals_fit_on_all_batches():
+    X, _, modalities = make_views(n=1000, offset=50.0)
+    full = SharedProjection(3, modalities=modalities, reg=0.05).fit(X)
+    streamed = SharedProjection(3, modalities=modalities, reg=0.05)
+    for batch in np.array_split(X, 7):
+        streamed.partial_fit(batch)
+    np.testing.assert_allclose(
+        streamed.canonical_correlations_, full.canonical_correlations_, rtol=1e-8
+    )
+    for name in modalities:
+        np.testing.assert_allclose(
+            streamed.weights_[name], full.weights_[name], rtol=1e-8, atol=1e-12
+        )
+    assert streamed.n_samples_seen_ == 1000
+
+
+def pairwise_complete_covariance(x, y, x_present, y_present):
+    """Block (x, y) centred with each view's own mean, over rows carrying both."""
+    mean_x = x[x_present].mean(0)
+    mean_y = y[y_present].mean(0)
+    both = x_present & y_present
+    total = np.zeros((x.shape[1], y.shape[1]))
+    for row in np.flatnonzero(both):
+        total += np.outer(x[row] - mean_x, y[row] - mean_y)
+    return total / both.sum()
+
+
+def test_missing_modalities_use_every_informative_row():
+    X, (x, y), modalities = make_views(n=300)
+    x_present = np.ones(300, bool)
+    y_present = np.ones(300, bool)
+    x_present[:40] = False
+    y_present[40:100] = False
+    X = X.copy()
+    X[~x_present, :7] = np.nan
+    X[~y_present, 7:] = np.nan
+    before = X.copy()
+    model = SharedProjection(2, modalities=modalities, reg=0.1).fit(X)
+    np.testing.assert_array_equal(X, before)  # input untouched
+
+    cxx = pairwise_complete_covariance(x, x, x_present, x_present) + 0.1 * np.eye(7)
+    cyy = pairwise_complete_covariance(y, y, y_present, y_present) + 0.1 * np.eye(5)
+    cxy = pairwise_complete_covariance(x, y, x_present, y_present)
+    wx = linalg.inv(linalg.sqrtm(cxx)).real
+    wy = linalg.inv(linalg.sqrtm(cyy)).real
+    s = linalg.svdvals(wx @ cxy @ wy)
+    np.testing.assert_allclose(model.canonical_correlations_, s[:2], rtol=1e-8)
+    np.testing.assert_allclose(model.means_["m0"], x[x_present].mean(0), rtol=1e-12)
+
+    # Transform: rows with one modality get that modality's projection.
+    Z = model.transform(X)
+    zx = (x - model.means_["m0"]) @ model.weights_["m0"]
+    zy = (y - model.means_["m1"]) @ model.weights_["m1"]
+    np.testing.assert_allclose(Z[:40], zy[:40], rtol=1e-10)
+    np.testing.assert_allclose(Z[40:100], zx[40:100], rtol=1e-10)
+    np.testing.assert_allclose(Z[100:], (zx[100:] + zy[100:]) / 2, rtol=1e-10)
+
+
+def test_output_modes():
+    X, (x, y), modalities = make_views()
+    model = SharedProjection(2, modalities=modalities).fit(X)
+    zx = (x - model.means_["m0"]) @ model.weights_["m0"]
+    zy = (y - model.means_["m1"]) @ model.weights_["m1"]
+    concat = model.set_params(output="concat").fit(X)
+    np.testing.assert_allclose(concat.transform(X), np.hstack([zx, zy]), rtol=1e-10)
+    assert list(concat.get_feature_names_out()) == [
+        "m0__sharedprojection0",
+        "m0__sharedprojection1",
+        "m1__sharedprojection0",
+        "m1__sharedprojection1",
+    ]
+    only_y = model.set_params(output="m1").fit(X)
+    np.testing.assert_allclose(only_y.transform(X), zy, rtol=1e-10)
+    assert list(only_y.get_feature_names_out()) == [
+        "sharedprojection0",
+        "sharedprojection1",
+    ]
+
+
+def test_rank_deficient_unregularised_gives_finite_answer():
+    """n < d with reg=0: directions of zero variance are dropped, never NaN."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10, 30))
+    model = SharedProjection(3, modalities={"a": slice(0, 15), "b": slice(15, 30)})
+    Z = model.fit_transform(X)
+    assert np.isfinite(Z).all()
+    # With more features than rows, perfect correlation is always attainable.
+    np.testing.assert_allclose(model.canonical_correlations_, 1.0, atol=1e-8)
