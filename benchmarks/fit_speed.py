@@ -81,7 +81,9 @@ def main():
         theirs = median_time(lambda: cca.fit(x, y), 1)
         rows.append(("sklearn CCA (1 run)", theirs))
         scores = cca.transform(x, y)
-        sk_corr = [np.corrcoef(scores[0][:, j], scores[1][:, j])[0, 1] for j in range(2)]
+        sk_corr = [
+            np.corrcoef(scores[0][:, j], scores[1][:, j])[0, 1] for j in range(2)
+        ]
         print(
             "first correlations: skcrossmodal "
             f"{np.round(model.canonical_correlations_[:2], 6)}, sklearn "
