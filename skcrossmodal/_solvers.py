@@ -33,6 +33,26 @@ def add_ridge(covariance, blocks, ridges):
     return regularised
 
 
+def solve(regularised, blocks, n_components, names, solver="svd"):
+    """Solve with ``solver`` ("svd" or "eigh") after diagonal equilibration.
+
+    Dividing row and column i of both ``C_reg`` and ``D`` by ``sqrt(D_ii)``
+    leaves the eigenvalues unchanged and maps the eigenvectors back by the
+    same factors, whatever the ridge; it makes every feature's variance 1, so
+    features measured in wildly different units (1e-8 next to 1e8) lose no
+    digits in the whitening.
+    """
+    diagonal = np.sqrt(np.diag(regularised))
+    tiny = np.finfo(float).tiny ** 0.25
+    diagonal = np.where(diagonal > tiny, diagonal, 1.0)
+    equilibrated = regularised / np.outer(diagonal, diagonal)
+    if solver == "eigh":
+        correlations, weights = solve_eigh(equilibrated, blocks, n_components)
+    else:
+        correlations, weights = solve_svd(equilibrated, blocks, n_components, names)
+    return correlations, weights / diagonal[:, None]
+
+
 def solve_eigh(regularised, blocks, n_components):
     """Generalised ``eigh(C_reg, D)``; D must be positive definite."""
     dimension = regularised.shape[0]
@@ -115,7 +135,8 @@ def _whitener(block_covariance):
 
 
 def _finish(values, vectors, n_modalities):
-    correlations = (values - 1.0) / (n_modalities - 1)
+    # Rounding can push a perfect correlation a hair past 1.
+    correlations = np.minimum((values - 1.0) / (n_modalities - 1), 1.0)
     weights = vectors * np.sqrt(n_modalities)
     # Deterministic signs: the largest-magnitude weight of each component is
     # positive (ties broken by the first such entry), as svd_flip does.

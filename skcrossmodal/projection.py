@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import check_finite_blocks, validate_modal_data
 from ._modalities import take_columns
-from ._solvers import add_ridge, solve_eigh, solve_svd
+from ._solvers import add_ridge, solve
 from ._statistics import CovarianceAccumulator
 
 # Cap on the Ledoit-Wolf intensity so that the equivalent additive ridge
@@ -371,14 +371,13 @@ class SharedProjection(TransformerMixin, BaseEstimator):
             self.reg_[name] = float(value)
 
         regularised = add_ridge(covariance, stats.blocks, list(self.reg_.values()))
-        if self.solver == "eigh":
-            correlations, weights = solve_eigh(
-                regularised, stats.blocks, self.n_components
-            )
-        else:
-            correlations, weights = solve_svd(
-                regularised, stats.blocks, self.n_components, names
-            )
+        correlations, weights = solve(
+            regularised,
+            stats.blocks,
+            self.n_components,
+            names,
+            solver="eigh" if self.solver == "eigh" else "svd",
+        )
         weights = weights / std[:, None]
 
         self.canonical_correlations_ = correlations
