@@ -1,0 +1,14 @@
+"""Small real data sets for cross-modal learning, bundled with the package.
+
+Nothing is downloaded: the data ship inside ``skcrossmodal/datasets/data``
+together with their licences (``data/LICENSES.md``).
+
+- :func:`load_emoji`: 1906 emoji, each a text (its name) and a 32x32 image,
+  labelled by category (Twemoji, CC-BY 4.0).
+- :func:`load_multiple_features`: 2000 handwritten digits described by six
+  feature sets (UCI Multiple Features).
+"""
+
+from ._loaders import load_emoji, load_multiple_features
+
+__all__ = ["load_emoji", "load_multiple_features"]
