@@ -5,8 +5,9 @@ learned on one modality over to another, with ordinary scikit-learn
 estimators that take one 2-D ``X``.
 """
 
+from .compose import make_modality_transformer
 from .projection import SharedProjection
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["SharedProjection", "__version__"]
+__all__ = ["SharedProjection", "make_modality_transformer", "__version__"]

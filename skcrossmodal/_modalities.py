@@ -23,8 +23,9 @@ _HOW_TO_NAME = (
     "ColumnTransformer accepts them: int indices, a slice, column names, a "
     "boolean mask or a callable such as make_column_selector), or give X "
     "feature names of the form '<modality>__<feature>', which a "
-    "ColumnTransformer writes when its output is a DataFrame "
-    "(`.set_output(transform='pandas')`)."
+    "ColumnTransformer writes when its output is a DataFrame: build it with "
+    "skcrossmodal.make_modality_transformer (works with any branch), or call "
+    "`.set_output(transform='pandas')` on it."
 )
 
 
