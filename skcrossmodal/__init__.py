@@ -5,9 +5,8 @@ learned on one modality over to another, with ordinary scikit-learn
 estimators that take one 2-D ``X``.
 """
 
+from ._version import __version__
 from .compose import make_modality_transformer
 from .projection import SharedProjection
-
-__version__ = "0.1.0.dev0"
 
 __all__ = ["SharedProjection", "make_modality_transformer", "__version__"]

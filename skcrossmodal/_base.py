@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.utils.validation import validate_data
 
 from ._modalities import check_no_infinite, presence_mask, resolve_modalities
+from ._version import __version__
+from .exceptions import InconsistentVersionWarning
 
 FLOAT_DTYPES = (np.float64, np.float32)
 
@@ -49,3 +53,29 @@ def check_finite_blocks(X, modalities):
             "needs at least one modality; drop those rows first."
         )
     return present
+
+
+class VersionedPickleMixin:
+    """Record the skcrossmodal version in pickles; warn when it differs on load.
+
+    scikit-learn does the same for its own estimators only, so this mixin goes
+    first in the bases of every skcrossmodal estimator.
+    """
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_skcrossmodal_version"] = __version__
+        return state
+
+    def __setstate__(self, state):
+        saved = state.pop("_skcrossmodal_version", None)
+        if saved != __version__:
+            warnings.warn(
+                InconsistentVersionWarning(
+                    estimator_name=type(self).__name__,
+                    saved_version=saved,
+                    current_version=__version__,
+                ),
+                stacklevel=2,
+            )
+        super().__setstate__(state)

@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import check_finite_blocks, validate_modal_data
+from ._base import VersionedPickleMixin, check_finite_blocks, validate_modal_data
 from ._modalities import take_columns
 from ._solvers import add_ridge, solve
 from ._statistics import CovarianceAccumulator
@@ -20,7 +20,7 @@ from ._statistics import CovarianceAccumulator
 _MAX_SHRINKAGE = 1.0 - 1e-6
 
 
-class SharedProjection(TransformerMixin, BaseEstimator):
+class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
     r"""Project several modalities into one shared space (ridge / multi-set CCA).
 
     This is the seed article's shared representation,
