@@ -73,7 +73,7 @@ def solve_eigh(regularised, blocks, n_components):
             "(rank-deficient data with reg=0?). Set reg > 0 or 'auto', or use "
             "solver='svd', which handles singular blocks."
         ) from exc
-    return _finish(values[::-1], vectors[:, ::-1], len(blocks))
+    return _finish(values[::-1], vectors[:, ::-1], blocks)
 
 
 def solve_svd(regularised, blocks, n_components, names):
@@ -103,7 +103,7 @@ def solve_svd(regularised, blocks, n_components, names):
         left, singular, right_t = linalg.svd(cross, full_matrices=False)
         k = n_components
         weights = np.vstack([x_white @ left[:, :k], y_white @ right_t[:k].T])
-        return _finish(1.0 + singular[:k], weights / np.sqrt(2), 2)
+        return _finish(1.0 + singular[:k], weights / np.sqrt(2), blocks)
 
     offsets = np.concatenate([[0], np.cumsum(ranks)])
     whitened = np.eye(offsets[-1])
@@ -123,7 +123,7 @@ def solve_svd(regularised, blocks, n_components, names):
             for m, white in enumerate(whiteners)
         ]
     )
-    return _finish(values[::-1], weights[:, ::-1], len(blocks))
+    return _finish(values[::-1], weights[:, ::-1], blocks)
 
 
 def _whitener(block_covariance):
@@ -134,13 +134,17 @@ def _whitener(block_covariance):
     return vectors[:, keep] / np.sqrt(values[keep])
 
 
-def _finish(values, vectors, n_modalities):
+def _finish(values, vectors, blocks):
+    n_modalities = len(blocks)
     # Rounding can push a perfect correlation a hair past 1.
     correlations = np.minimum((values - 1.0) / (n_modalities - 1), 1.0)
     weights = vectors * np.sqrt(n_modalities)
-    # Deterministic signs: the largest-magnitude weight of each component is
-    # positive (ties broken by the first such entry), as svd_flip does.
-    largest = np.argmax(np.abs(weights), axis=0)
-    signs = np.sign(weights[largest, np.arange(weights.shape[1])])
+    # Deterministic signs, as svd_flip does: the largest-magnitude weight of
+    # the first modality is positive in each component. (Looking at one
+    # modality only avoids the ties between modalities that symmetric data
+    # would create, e.g. two one-feature modalities of equal variance.)
+    first = weights[blocks[0]]
+    largest = np.argmax(np.abs(first), axis=0)
+    signs = np.sign(first[largest, np.arange(first.shape[1])])
     signs[signs == 0] = 1.0
     return correlations, weights * signs
