@@ -7,6 +7,20 @@ estimators that take one 2-D ``X``.
 
 from ._version import __version__
 from .compose import make_modality_transformer
+from .fusion import (
+    ConcatFusion,
+    LateFusionClassifier,
+    LateFusionRegressor,
+    WeightedFusion,
+)
 from .projection import SharedProjection
 
-__all__ = ["SharedProjection", "make_modality_transformer", "__version__"]
+__all__ = [
+    "ConcatFusion",
+    "LateFusionClassifier",
+    "LateFusionRegressor",
+    "SharedProjection",
+    "WeightedFusion",
+    "make_modality_transformer",
+    "__version__",
+]
