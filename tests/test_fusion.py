@@ -20,7 +20,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
-from threadpoolctl import threadpool_limits
 
 from skcrossmodal import SharedProjection
 from skcrossmodal.fusion import (
@@ -29,14 +28,6 @@ from skcrossmodal.fusion import (
     LateFusionRegressor,
     WeightedFusion,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    # Tiny fits on a shared 2-core machine: BLAS threads only add contention.
-    with threadpool_limits(limits=1):
-        yield
-
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
 ABC = {"a": [0, 1, 2], "b": [3, 4, 5], "c": [6, 7, 8]}
@@ -154,8 +145,9 @@ def test_weighted_fusion_pca_alignment_by_hand():
     Z = fusion.fit_transform(X)
     assert Z.shape == (40, 3)  # n_components=None: the narrowest width
     k = 2
-    fusion = WeightedFusion({"a": 1, "b": 3}, modalities=mods, align="pca",
-                            n_components=k)
+    fusion = WeightedFusion(
+        {"a": 1, "b": 3}, modalities=mods, align="pca", n_components=k
+    )
     Z = fusion.fit_transform(X)
     a, b = X[:, 0:3], X[5:, 3:7]
     mean_a, v_a = _pca_by_hand(a, k, fusion.aligners_["a"].components_)
@@ -185,8 +177,9 @@ def test_weighted_fusion_shared_alignment_matches_shared_projection():
     zt, zi = concat[:, :2], concat[:, 2:]
     expected = (1 * zt + 4 * zi) / 5
     expected[:6] = zt[:6]
-    fusion = WeightedFusion({"t": 1, "i": 4}, modalities=mods, align="shared",
-                            n_components=2).fit(X)
+    fusion = WeightedFusion(
+        {"t": 1, "i": 4}, modalities=mods, align="shared", n_components=2
+    ).fit(X)
     np.testing.assert_allclose(fusion.transform(X), expected, atol=1e-10)
     assert isinstance(fusion.shared_projection_, SharedProjection)
 
@@ -369,8 +362,10 @@ def test_column_transformer_pipeline_with_named_modalities():
     frame = pd.DataFrame(rng.normal(size=(50, 7)), columns=[f"f{i}" for i in range(7)])
     y = (frame["f0"] + frame["f5"] > 0).astype(int)
     routing = ColumnTransformer(
-        [("text", StandardScaler(), ["f0", "f1", "f2"]),
-         ("image", StandardScaler(), ["f3", "f4", "f5", "f6"])]
+        [
+            ("text", StandardScaler(), ["f0", "f1", "f2"]),
+            ("image", StandardScaler(), ["f3", "f4", "f5", "f6"]),
+        ]
     ).set_output(transform="pandas")
     pipe = make_pipeline(
         routing,
