@@ -148,7 +148,7 @@ def _check_partition(resolved, n_features, feature_names_in):
         owner[indices] = position
     orphans = np.flatnonzero(owner < 0)
     if orphans.size:
-        shown = [_describe(i, feature_names_in) for i in orphans[:5]]
+        shown = ", ".join(_describe(i, feature_names_in) for i in orphans[:5])
         raise ValueError(
             f"`modalities` leaves {orphans.size} column(s) of X in no modality, "
             f"e.g. {shown}. Assign them to a modality, or drop them before this "

@@ -24,10 +24,17 @@ import numpy as np
 from scipy import linalg
 
 
-def add_ridge(covariance, blocks, ridges):
-    """Return ``C_reg``: a copy of covariance with each block's ridge added."""
+def add_ridge(covariance, blocks, ridges, keep=None):
+    """Return ``C_reg``: each diagonal block ``keep_m * C_mm + ridge_m * I``.
+
+    ``keep`` (default all 1) is ``1 - alpha`` for a Ledoit-Wolf shrunk block;
+    the cross-covariance blocks are left as they are.
+    """
     regularised = covariance.copy()
-    for block, ridge in zip(blocks, ridges):
+    keep = [1.0] * len(blocks) if keep is None else keep
+    for block, ridge, factor in zip(blocks, ridges, keep):
+        if factor != 1.0:
+            regularised[block, block] *= factor
         indices = np.arange(block.start, block.stop)
         regularised[indices, indices] += ridge
     return regularised
