@@ -14,9 +14,12 @@ from .fusion import (
     WeightedFusion,
 )
 from .projection import SharedProjection
+from .transfer import CrossModalTransferClassifier, CrossModalTransferRegressor
 
 __all__ = [
     "ConcatFusion",
+    "CrossModalTransferClassifier",
+    "CrossModalTransferRegressor",
     "LateFusionClassifier",
     "LateFusionRegressor",
     "SharedProjection",

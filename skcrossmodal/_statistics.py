@@ -69,6 +69,7 @@ class CovarianceAccumulator:
     """
 
     def __init__(self, modalities, n_features, *, fourth_moments=False):
+        self.modalities = modalities
         self.names = list(modalities)
         self.columns = np.concatenate(list(modalities.values()))
         widths = [len(indices) for indices in modalities.values()]
@@ -106,6 +107,26 @@ class CovarianceAccumulator:
         step = chunk_rows(len(self.columns))
         for start in range(0, X.shape[0], step):
             self._update_chunk(X[start : start + step])
+        return self
+
+    def empty_copy(self):
+        """A new, empty accumulator with the same modalities and shift.
+
+        Accumulators made this way from one template can be filled separately
+        (e.g. one per Dask chunk) and merged.
+        """
+        other = CovarianceAccumulator(
+            self.modalities, self.n_features, fourth_moments=self.fourth_moments
+        )
+        other.shift = None if self.shift is None else self.shift.copy()
+        return other
+
+    def choose_shift(self, X):
+        """Fix the shift from a first batch of rows (a validated X)."""
+        if sparse.issparse(X):
+            X = X.tocsr()
+        if self.shift is None:
+            self.shift = self._choose_shift(X)
         return self
 
     def merge(self, other):
@@ -214,21 +235,7 @@ class CovarianceAccumulator:
         BlockCovariance
         """
         counts = self.pair_counts
-        for position, name in enumerate(self.names):
-            if counts[position, position] < 2:
-                raise ValueError(
-                    f"Modality {name!r} is present in "
-                    f"{int(counts[position, position])} row(s); at least 2 are "
-                    "needed to estimate its covariance."
-                )
-        never_together = np.argwhere(counts == 0)
-        if never_together.size:
-            m, l = never_together[0]
-            raise ValueError(
-                f"Modalities {self.names[m]!r} and {self.names[l]!r} are never "
-                "present in the same row, so nothing links them. Provide rows "
-                "that carry both (paired data)."
-            )
+        check_pair_counts(counts, self.names)
         owner = self.block_of_column
         gram = _symmetrized(self.gram)
         own_counts = np.diag(counts)[owner]
@@ -327,6 +334,33 @@ class BlockCovariance:
         beta = min(beta, delta_lw)
         shrinkage = 0.0 if beta <= 0 else beta / delta_lw
         return float(shrinkage), float(mu)
+
+
+def check_pair_counts(counts, names):
+    """Raise if a modality has < 2 rows or a pair of modalities never meets.
+
+    Parameters
+    ----------
+    counts : ndarray of shape (n_modalities, n_modalities)
+        Rows carrying both modalities ``m`` and ``l``.
+    names : list of str
+        Modality names, in the same order.
+    """
+    for position, name in enumerate(names):
+        if counts[position, position] < 2:
+            raise ValueError(
+                f"Modality {name!r} is present in "
+                f"{int(counts[position, position])} row(s); at least 2 are "
+                "needed to estimate its covariance."
+            )
+    never_together = np.argwhere(counts == 0)
+    if never_together.size:
+        m, l = never_together[0]
+        raise ValueError(
+            f"Modalities {names[m]!r} and {names[l]!r} are never "
+            "present in the same row, so nothing links them. Provide rows "
+            "that carry both (paired data)."
+        )
 
 
 def _syrk_update(gram, Z):

@@ -8,16 +8,15 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import VersionedPickleMixin, check_finite_blocks, validate_modal_data
+from ._dask import accumulate_dask, is_dask_collection, validate_dask_data
+from ._gradient import fit_gradient
 from ._modalities import take_columns
 from ._solvers import add_ridge, solve
 from ._statistics import CovarianceAccumulator
-
-# Cap on the Ledoit-Wolf intensity so that the equivalent additive ridge
-# alpha / (1 - alpha) * mu stays finite.
-_MAX_SHRINKAGE = 1.0 - 1e-6
 
 
 class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
@@ -61,11 +60,14 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
     reg : float >= 0, "auto" or dict, default=0.0
         Ridge :math:`\lambda_m` added to each modality's covariance. A dict
         gives one value (a float or ``"auto"``) per modality name. ``"auto"``
-        uses the Ledoit-Wolf shrinkage intensity :math:`\alpha` of the
-        modality's covariance and sets :math:`\lambda = \alpha/(1-\alpha)\,\mu`
-        (:math:`\mu` the mean variance), which gives the same directions as
-        the Ledoit-Wolf estimate; it needs extra fourth-moment sums, about
-        doubling the fit time. The values used are in ``reg_``.
+        replaces the modality's covariance by its Ledoit-Wolf estimate
+        :math:`(1-\alpha) C_{mm} + \alpha \mu I` (:math:`\alpha` the analytic
+        shrinkage intensity, :math:`\mu` the mean variance), as
+        ``sklearn.covariance.LedoitWolf`` computes it; that has the directions
+        of the ridge :math:`\alpha\mu/(1-\alpha)` but keeps the features' scale,
+        so data that is already white (``alpha`` near 1) is left as it is. It
+        needs fourth-moment sums, about doubling the fit time. The values used
+        are in ``reg_`` and ``shrinkage_``.
 
     scale : bool, default=False
         Standardise each feature (unit variance over the rows that carry its
@@ -78,13 +80,68 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         modality is missing), or one modality's name for its projection alone
         (NaN where it is missing).
 
-    solver : {"auto", "eigh", "svd"}, default="auto"
+    solver : {"auto", "eigh", "svd", "gradient"}, default="auto"
         ``"eigh"``: scipy's generalised symmetric eigensolver on
         :math:`(C_\lambda, D)`; needs every :math:`D_{mm}` positive definite.
         ``"svd"``: whiten each modality (dropping directions of zero
         variance), then an SVD of the whitened cross-covariance (two
         modalities) or an eigendecomposition of the whitened block matrix
         (more); stable for singular blocks. ``"auto"`` is ``"svd"``.
+        These three are exact and form the ``D x D`` covariance
+        (``D = n_features``). ``"gradient"``: mini-batch Adam on the
+        Eckhart-Young objective (Chapman et al., ICLR 2024), which has the
+        same optimum and never forms a ``D x D`` matrix, so memory is
+        ``O(D k + batch_size D)``: for very wide data such as sparse text.
+        It is approximate and random (see ``random_state``), takes numpy or
+        scipy sparse X in memory, needs a numeric ``reg`` and has no
+        ``partial_fit``. See Notes.
+
+    max_iter : int, default=100
+        ``solver="gradient"`` only: the most epochs (passes over the
+        training rows).
+
+    tol : float >= 0, default=1e-4
+        ``solver="gradient"`` only. After every epoch the sum of the
+        correlations reachable in the span found is computed exactly, on
+        the training rows (with ``early_stopping``: the validation rows).
+        When it has not improved by more than ``tol`` for 2 epochs in a row
+        the learning rate is divided by 5, and for ``n_iter_no_change``
+        epochs in a row training stops; the best weights are kept.
+
+    batch_size : int or "auto", default="auto"
+        ``solver="gradient"`` only: rows per mini-batch (each split in two
+        halves for the unbiased quadratic term). ``"auto"`` is
+        ``n_samples // 10`` clipped to [256, 4096].
+
+    learning_rate : float > 0, default=0.03
+        ``solver="gradient"`` only: Adam's initial step size (see ``tol``).
+        The weights are optimised in preconditioned coordinates where every
+        entry is of order one (see Notes), so the default suits data of any
+        scale and width.
+
+    random_state : int, RandomState instance or None, default=None
+        ``solver="gradient"`` only: the initial weights, the order of the
+        rows in each epoch and the validation split. An int gives
+        reproducible fits.
+
+    early_stopping : bool, default=False
+        ``solver="gradient"`` only: hold out ``validation_fraction`` of the
+        rows and judge progress (see ``tol``) by their correlation sum
+        instead of the training rows'. The held-out rows are not used to
+        fit.
+
+    validation_fraction : float in (0, 1), default=0.1
+        ``solver="gradient"`` with ``early_stopping=True`` only.
+
+    n_iter_no_change : int, default=5
+        ``solver="gradient"`` only: epochs without improvement before
+        training stops.
+
+    verbose : int, default=0
+        ``solver="gradient"`` only: print after every epoch the mean
+        mini-batch loss, the correlation sum on the training rows (with
+        ``early_stopping``: on the validation rows), the learning rate and
+        the time so far.
 
     Attributes
     ----------
@@ -101,11 +158,25 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         generalised eigenvalue: the average pairwise correlation when each
         modality's projection has unit variance.
     reg_ : dict of str -> float
-        The ridge used for each modality.
+        The ridge added to each modality's covariance block: ``reg``, or
+        :math:`\alpha\mu` for ``"auto"``.
+    shrinkage_ : dict of str -> float
+        The Ledoit-Wolf intensity :math:`\alpha` for ``"auto"``, else 0: the
+        block used is ``(1 - shrinkage_) * C_mm + reg_ * I``.
     scale_ : dict of str -> ndarray or None
         Per-feature scale when ``scale=True``.
     n_samples_seen_ : int
-        Rows used (rows with at least one modality).
+        Rows used (rows with at least one modality; with ``solver="gradient"``
+        and ``early_stopping``, the training rows).
+    n_iter_ : int
+        Passes over the data: the epochs run with ``solver="gradient"``,
+        1 for the exact solvers (one pass, however many ``partial_fit``
+        batches).
+    loss_curve_ : list of float
+        ``solver="gradient"`` only: the mean training loss of each epoch.
+    validation_scores_ : list of float or None
+        ``solver="gradient"`` only: the validation correlation sum of each
+        epoch (``None`` without ``early_stopping``).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -125,6 +196,32 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
 
     **Normalisation.** Covariances are divided by ``n`` (not ``n - 1``), so
     ``reg`` is on the scale of the features' variances.
+
+    **More rows than memory.** ``partial_fit`` keeps float64 sums shifted by
+    the first batch's means, so memory is ``O(n_features**2 + batch)`` and
+    the result equals ``fit`` on all the batches. ``fit`` and
+    ``partial_fit`` also accept Dask arrays (the ``dask`` extra): the same
+    sums are computed per row chunk and merged, on Dask's default scheduler
+    or on the ``distributed.Client`` in use, and the result equals the
+    in-memory fit. Give ``modalities`` as int indices, slices or boolean
+    masks then (a Dask array has no column names).
+
+    **Very wide data.** ``solver="gradient"`` minimises the Eckhart-Young
+    loss :math:`-2\,\mathrm{tr}(W^\top C_\lambda W) +
+    \mathrm{tr}((W^\top D W)^2)`, whose minimum spans the top generalised
+    eigenvectors, with Adam on mini-batches; the quadratic term is estimated
+    without bias from the two halves of each batch. It optimises
+    ``min(2k, k + 10)`` columns (oversampling, as subspace iteration does,
+    so close correlations do not slow it down) in preconditioned
+    coordinates: a modality of at most 2048 features is whitened exactly
+    from its own covariance, a wider one by its features' standard
+    deviations (Jacobi). Sparse X is never centred or densified (the
+    projections are), but it is split by modality once, a copy of about
+    X's size. After each epoch one pass over the rows gives the exact
+    covariance of the projections; the problem restricted to their span is
+    solved as the closed form would, which gives the monitored correlation
+    sum and, at the end, weights and correlations with the closed form's
+    normalisation and signs.
 
     Examples
     --------
@@ -150,7 +247,19 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         "reg": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"}), dict],
         "scale": ["boolean"],
         "output": [str],
-        "solver": [StrOptions({"auto", "eigh", "svd"})],
+        "solver": [StrOptions({"auto", "eigh", "svd", "gradient"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [
+            Interval(Integral, 2, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "random_state": ["random_state"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -162,6 +271,15 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         scale=False,
         output="mean",
         solver="auto",
+        max_iter=100,
+        tol=1e-4,
+        batch_size="auto",
+        learning_rate=0.03,
+        random_state=None,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        verbose=0,
     ):
         self.n_components = n_components
         self.modalities = modalities
@@ -169,14 +287,24 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         self.scale = scale
         self.output = output
         self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.random_state = random_state
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Fit the shared projection in closed form.
+        """Fit the shared projection (closed form, or ``solver="gradient"``).
 
         Parameters
         ----------
-        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, DataFrame, dask array} of shape \
+                (n_samples, n_features)
             The modalities side by side; a modality block of NaN in a row
             marks it missing there.
         y : None
@@ -186,21 +314,39 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         -------
         self : SharedProjection
         """
+        if is_dask_collection(X):
+            if self.solver == "gradient":
+                raise ValueError(
+                    "solver='gradient' needs X in memory (a numpy array or a "
+                    "scipy sparse matrix). For a Dask array use an exact "
+                    "solver ('auto', 'svd' or 'eigh'): its statistics are "
+                    "computed chunk by chunk where the chunks live."
+                )
+            validate_dask_data(self, X, reset=True)
+            self._check_params_against_modalities()
+            self._accumulator = accumulate_dask(X, self._new_accumulator())
+            return self._solve()
         X = validate_modal_data(self, X, reset=True)
         self._check_params_against_modalities()
+        if self.solver == "gradient":
+            return self._fit_gradient(X)
         self._accumulator = self._new_accumulator().update(X)
         return self._solve()
 
+    @available_if(lambda self: self._check_partial_fit_solver())
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """Add a batch of rows and refit; equals ``fit`` on all batches so far.
 
-        The sufficient statistics (shifted sums, see ``fit``) are kept between
-        calls, so memory is ``O(n_features**2 + batch)``, never ``O(n)``.
+        The sufficient statistics (float64 sums shifted by the first batch's
+        means) are kept between calls, so memory is
+        ``O(n_features**2 + batch)``, never ``O(n)``. Not available with
+        ``solver="gradient"``.
 
         Parameters
         ----------
-        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, DataFrame, dask array} of shape \
+                (n_samples, n_features)
             One batch of rows.
         y : None
             Ignored.
@@ -210,6 +356,13 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         self : SharedProjection
         """
         first_call = not hasattr(self, "_accumulator")
+        if is_dask_collection(X):
+            validate_dask_data(self, X, reset=first_call)
+            if first_call:
+                self._check_params_against_modalities()
+                self._accumulator = self._new_accumulator()
+            self._accumulator = accumulate_dask(X, self._accumulator)
+            return self._solve()
         X = validate_modal_data(self, X, reset=first_call)
         if first_call:
             self._check_params_against_modalities()
@@ -309,6 +462,59 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
 
     # -- internals ---------------------------------------------------------
 
+    def _check_partial_fit_solver(self):
+        if self.solver == "gradient":
+            raise AttributeError(
+                "partial_fit is not available with solver='gradient' (its "
+                "epochs revisit every row). Use fit, or an exact solver "
+                "('auto', 'svd' or 'eigh'), whose partial_fit streams the "
+                "O(n_features**2) statistics exactly."
+            )
+        return True
+
+    def _fit_gradient(self, X):
+        reg = self._reg_values()
+        if any(value == "auto" for value in reg):
+            raise ValueError(
+                "reg='auto' needs every entry of the covariance (Ledoit-Wolf), "
+                "which solver='gradient' never forms. Give a number (e.g. the "
+                "reg_ an exact solver chose on a subsample), or use an exact "
+                "solver."
+            )
+        if hasattr(self, "_accumulator"):
+            del self._accumulator
+        result = fit_gradient(
+            X,
+            self.modalities_,
+            [float(value) for value in reg],
+            n_components=self.n_components,
+            scale=self.scale,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            random_state=self.random_state,
+            early_stopping=self.early_stopping,
+            validation_fraction=self.validation_fraction,
+            n_iter_no_change=self.n_iter_no_change,
+            verbose=self.verbose,
+        )
+        names = list(self.modalities_)
+        self.reg_ = {name: float(value) for name, value in zip(names, reg)}
+        self.shrinkage_ = dict.fromkeys(names, 0.0)
+        self.n_iter_ = result.n_iter
+        self.loss_curve_ = result.loss_curve
+        self.validation_scores_ = result.validation_scores
+        return self._set_solution(
+            names,
+            result.blocks,
+            result.correlations,
+            result.weights,
+            result.mean,
+            result.std,
+            result.n_samples,
+        )
+
     def _check_params_against_modalities(self):
         names = list(self.modalities_)
         narrowest = min(names, key=lambda name: len(self.modalities_[name]))
@@ -360,17 +566,22 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         else:
             std = np.ones(covariance.shape[0])
 
-        self.reg_ = {}
+        self.reg_, self.shrinkage_ = {}, {}
         for position, (name, value) in enumerate(zip(names, self._reg_values())):
+            shrinkage = 0.0
             if value == "auto":
                 shrinkage, target = stats.ledoit_wolf_shrinkage(
                     position, std[stats.blocks[position]]
                 )
-                shrinkage = min(shrinkage, _MAX_SHRINKAGE)
-                value = shrinkage / (1.0 - shrinkage) * target
-            self.reg_[name] = float(value)
+                value = shrinkage * target
+            self.reg_[name], self.shrinkage_[name] = float(value), float(shrinkage)
 
-        regularised = add_ridge(covariance, stats.blocks, list(self.reg_.values()))
+        regularised = add_ridge(
+            covariance,
+            stats.blocks,
+            list(self.reg_.values()),
+            keep=[1.0 - shrinkage for shrinkage in self.shrinkage_.values()],
+        )
         correlations, weights = solve(
             regularised,
             stats.blocks,
@@ -379,19 +590,31 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
             solver="eigh" if self.solver == "eigh" else "svd",
         )
         weights = weights / std[:, None]
+        # Attributes of solver="gradient" only; a closed form is one pass.
+        for name in ("loss_curve_", "validation_scores_"):
+            if hasattr(self, name):
+                delattr(self, name)
+        self.n_iter_ = 1
+        return self._set_solution(
+            names,
+            stats.blocks,
+            correlations,
+            weights,
+            stats.mean,
+            std,
+            self._accumulator.n_samples_seen,
+        )
 
+    def _set_solution(self, names, blocks, correlations, weights, mean, std, n_seen):
+        """Set the fitted attributes from stacked weights, means and scales."""
         self.canonical_correlations_ = correlations
-        self.weights_ = {
-            name: weights[block] for name, block in zip(names, stats.blocks)
-        }
-        self.means_ = {
-            name: stats.mean[block] for name, block in zip(names, stats.blocks)
-        }
+        self.weights_ = {name: weights[block] for name, block in zip(names, blocks)}
+        self.means_ = {name: mean[block] for name, block in zip(names, blocks)}
         self.scale_ = {
             name: (std[block] if self.scale else None)
-            for name, block in zip(names, stats.blocks)
+            for name, block in zip(names, blocks)
         }
-        self.n_samples_seen_ = self._accumulator.n_samples_seen
+        self.n_samples_seen_ = n_seen
         self._n_features_out = (
             self.n_components * len(names)
             if self.output == "concat"

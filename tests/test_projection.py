@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 from scipy import linalg, sparse
-from sklearn.covariance import ledoit_wolf_shrinkage
+from sklearn.covariance import LedoitWolf, ledoit_wolf_shrinkage
 from sklearn.cross_decomposition import CCA
+from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from skcrossmodal import SharedProjection
@@ -140,14 +141,36 @@ def test_score_on_training_rows_is_the_mean_canonical_correlation():
 def test_auto_reg_is_ledoit_wolf_per_modality():
     X, views, modalities = make_views(n=300, widths=(20, 15), noise=2.0)
     for scale in (False, True):
-        model = SharedProjection(2, modalities=modalities, reg="auto", scale=scale).fit(
-            X
-        )
+        model = SharedProjection(2, modalities=modalities, reg="auto", scale=scale)
+        model.fit(X)
+        shrunk = []
         for name, view in zip(modalities, views):
             data = StandardScaler().fit_transform(view) if scale else view
             alpha = ledoit_wolf_shrinkage(data)
             mu = np.trace(covariance(data, data)) / data.shape[1]
-            assert model.reg_[name] == pytest.approx(alpha / (1 - alpha) * mu, rel=1e-9)
+            assert model.shrinkage_[name] == pytest.approx(alpha, rel=1e-9)
+            assert model.reg_[name] == pytest.approx(alpha * mu, rel=1e-9)
+            shrunk.append(LedoitWolf().fit(data).covariance_)
+        # Independent: CCA with sklearn's Ledoit-Wolf covariances.
+        x, y = (StandardScaler().fit_transform(v) if scale else v for v in views)
+        wx = linalg.inv(linalg.sqrtm(shrunk[0])).real
+        wy = linalg.inv(linalg.sqrtm(shrunk[1])).real
+        s = linalg.svdvals(wx @ covariance(x, y) @ wy)
+        np.testing.assert_allclose(model.canonical_correlations_, s[:2], rtol=1e-8)
+
+
+def test_auto_reg_leaves_white_data_alone():
+    """Whitened blocks: Ledoit-Wolf shrinks towards what is there already."""
+    X, _, modalities = make_views(n=400, widths=(6, 6), noise=1.0)
+    white = np.hstack(
+        [PCA(whiten=True).fit_transform(X[:, block]) for block in modalities.values()]
+    )
+    auto = SharedProjection(3, modalities=modalities, reg="auto").fit(white)
+    plain = SharedProjection(3, modalities=modalities, reg=0.0).fit(white)
+    np.testing.assert_allclose(
+        auto.canonical_correlations_, plain.canonical_correlations_, rtol=1e-6
+    )
+    np.testing.assert_allclose(auto.transform(white), plain.transform(white), atol=1e-5)
 
 
 def test_reg_dict_applies_per_modality():

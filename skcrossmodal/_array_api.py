@@ -1,0 +1,499 @@
+"""SharedProjection's closed form on array API inputs (torch, CuPy, ...).
+
+With ``sklearn.set_config(array_api_dispatch=True)`` an estimator may receive
+X from any namespace that follows the array API standard: torch tensors on the
+CPU or a GPU, CuPy arrays, ``array_api_strict`` arrays. The functions here fit
+and apply the shared projection *in X's namespace and on X's device*: nothing
+is copied to numpy, so a GPU does the ``n x D x D`` Gram, which is all of the
+cost on many rows.
+
+They follow the numpy path (``_statistics.CovarianceAccumulator`` then
+``_solvers.solve``) step for step and give the same answer:
+
+1. Means and the covariance of the stacked modalities, ``1/n``, from the Gram
+   of row chunks shifted by the mean of the first chunk (so what is summed is
+   close to centred and no digits are lost to large means), accumulated in
+   float64 where the device has it (torch CUDA does, Apple's MPS does not:
+   there everything is float32, see :func:`accumulation_dtype`).
+2. ``scale=True``: each feature divided by its standard deviation (constant
+   features keep 1), exactly as the numpy path does.
+3. The ridge ``lambda_m`` on each diagonal block, then the diagonal
+   equilibration of ``_solvers.solve`` (row and column ``i`` divided by
+   ``sqrt(C_ii)``).
+4. The generalised symmetric eigenproblem ``C_reg w = r D w``. The array API
+   standard has ``linalg.eigh`` but no generalised eigensolver, so it is
+   reduced to a standard one by the Cholesky factor of the block-diagonal
+   ``D = L L^T`` (``L = blockdiag(L_m)``): with ``y = L^T w``,
+   ``L^-1 C_reg L^-T y = r y``. The standard has no ``solve_triangular``
+   either, so each small factor ``L_m`` (``d_m x d_m``) is inverted once with
+   ``linalg.solve(L_m, I)``, a general LU solve: ``O(d_m^3)``, negligible next
+   to the ``O(n D^2)`` Gram, and as accurate here as a triangular solve since
+   after equilibration ``L_m`` is as well conditioned as the data allows.
+   The diagonal blocks of ``L^-1 C_reg L^-T`` are then exactly ``I``, and only
+   the cross blocks ``L_m^-1 C_ml L_l^-T`` are computed.
+5. The conventions of ``_solvers._finish``: correlations ``(r - 1)/(M - 1)``
+   clipped at 1, weights the eigenvectors times ``sqrt(M)``, the sign of each
+   component such that the largest-magnitude weight of the first modality is
+   positive.
+
+Limits (each raises an error that says so): complete data only (a NaN block,
+i.e. a missing modality, is not supported on this path yet); numeric ridges
+only (``reg="auto"``, Ledoit-Wolf, needs fourth moments and is numpy-only);
+every ``C_mm + lambda_m I`` must be positive definite (the numpy path's
+``solver="svd"`` also handles singular blocks).
+
+Dtypes: the fitted quantities (means, weights, correlations, scales) are in
+the accumulation dtype, float64 where the device supports it, as the numpy
+path keeps float64 attributes for float32 X. ``transform_xp`` returns X's
+dtype (float32 in, float32 out).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Real
+
+import numpy as np
+from scipy import sparse
+from sklearn.externals import array_api_compat
+from sklearn.externals.array_api_compat import array_namespace
+from sklearn.externals.array_api_compat import device as array_device
+
+# Bytes per row chunk (in the accumulation dtype). Larger than the numpy
+# path's 16 MiB: a GPU wants big matrix products, and one chunk next to X
+# (which is on the device anyway) is small.
+_CHUNK_BYTES = 64 * 2**20
+
+
+def get_array_namespace(X):
+    """Return X's array API namespace, or None for numpy, sparse and the rest.
+
+    Use it to decide between the numpy path and this module: a non-None
+    result means X is an array API array that is not numpy (torch, CuPy,
+    array_api_strict, ...).
+
+    Parameters
+    ----------
+    X : object
+        The estimator's input, after ``validate_data``.
+
+    Returns
+    -------
+    xp : namespace or None
+    """
+    if isinstance(X, np.ndarray) or sparse.issparse(X):
+        return None
+    try:
+        xp = array_namespace(X)
+    except TypeError:
+        return None
+    if array_api_compat.is_numpy_namespace(xp):
+        return None
+    return xp
+
+
+def accumulation_dtype(xp, device):
+    """float64 where ``device`` supports it, else float32 (e.g. torch MPS).
+
+    Parameters
+    ----------
+    xp : namespace
+    device : device object of xp
+
+    Returns
+    -------
+    dtype : xp.float64 or xp.float32
+    """
+    try:
+        xp.zeros((1,), dtype=xp.float64, device=device)
+    except Exception:  # the device has no float64 (TypeError, RuntimeError...)
+        return xp.float32
+    return xp.float64
+
+
+@dataclass
+class ArrayAPIFit:
+    """What :func:`fit_xp` returns; every array is in X's namespace and device.
+
+    Attributes
+    ----------
+    means : dict of str -> array of shape (d_m,)
+    weights : dict of str -> array of shape (d_m, n_components)
+        The ``scale=True`` scaling is folded in, as in ``weights_``.
+    correlations : array of shape (n_components,)
+        Descending, ``(r - 1) / (M - 1)`` clipped at 1.
+    scale : dict of str -> array of shape (d_m,) or None
+        Per-feature standard deviation with ``scale=True``, else None.
+    n_samples : int
+    """
+
+    means: dict
+    weights: dict
+    correlations: object
+    scale: dict
+    n_samples: int
+
+
+def fit_xp(X, modalities, ridges, *, n_components, scale=False):
+    """Closed-form shared projection of complete X, in X's namespace.
+
+    Parameters
+    ----------
+    X : array API array of shape (n_samples, n_features), real floating
+        Every modality present in every row (no NaN), finite.
+    modalities : dict of str -> ndarray of int
+        The resolved ``modalities_`` (numpy int indices into X's columns).
+    ridges : list of float
+        ``lambda_m`` per modality, in the order of ``modalities``.
+    n_components : int
+        At most the narrowest modality's width.
+    scale : bool, default=False
+        Standardise each feature before the ridge, as ``scale=True`` does.
+
+    Returns
+    -------
+    ArrayAPIFit
+    """
+    xp = array_namespace(X)
+    dev = array_device(X)
+    names = list(modalities)
+    _check_ridges(names, ridges)
+    if not xp.isdtype(X.dtype, "real floating"):
+        raise TypeError(
+            f"X must have a real floating dtype (float32 or float64), got {X.dtype}."
+        )
+    n_samples = X.shape[0]
+    if n_samples < 2:
+        raise ValueError(f"At least 2 rows are needed to fit, got {n_samples}.")
+    widths = [len(indices) for indices in modalities.values()]
+    if n_components > min(widths):
+        raise ValueError(
+            f"n_components={n_components} is larger than the narrowest "
+            f"modality, which has {min(widths)} feature(s)."
+        )
+    stops = np.cumsum(widths)
+    blocks = [slice(int(stop - w), int(stop)) for w, stop in zip(widths, stops)]
+    dtype = accumulation_dtype(xp, dev)
+
+    mean, covariance = _mean_and_covariance(X, xp, dev, dtype, modalities)
+    if scale:
+        std = xp.sqrt(_diagonal(xp, covariance))
+        floor = xp.finfo(dtype).eps * max(float(xp.max(std)), 1.0)
+        std = xp.where(std > floor, std, xp.ones_like(std))
+        covariance = covariance / (std[:, None] * std[None, :])
+    else:
+        std = None
+
+    ridge_vector = xp.concat(
+        [
+            xp.full((width,), float(ridge), dtype=dtype, device=dev)
+            for width, ridge in zip(widths, ridges)
+        ]
+    )
+    regularised = covariance + _diag_matrix(xp, ridge_vector)
+    correlations, weights = _solve_cholesky(
+        xp, regularised, blocks, n_components, names
+    )
+    if std is not None:
+        weights = weights / std[:, None]
+    return ArrayAPIFit(
+        means={name: mean[block] for name, block in zip(names, blocks)},
+        weights={name: weights[block, :] for name, block in zip(names, blocks)},
+        correlations=correlations,
+        scale={
+            name: (std[block] if std is not None else None)
+            for name, block in zip(names, blocks)
+        },
+        n_samples=int(n_samples),
+    )
+
+
+def project_xp(X, modalities, means, weights):
+    """Per-modality projections ``(X_m - mean_m) @ W_m`` of complete X.
+
+    Parameters
+    ----------
+    X : array API array of shape (n_samples, n_features)
+    modalities : dict of str -> ndarray of int
+    means, weights : dict of str -> array
+        As returned by :func:`fit_xp` (or numpy arrays, moved to X's device).
+
+    Returns
+    -------
+    list of arrays of shape (n_samples, n_components), in X's dtype
+    """
+    xp = array_namespace(X)
+    dev = array_device(X)
+    projections = []
+    for name, indices in modalities.items():
+        W = _to_namespace(xp, weights[name], X.dtype, dev)
+        offset = _to_namespace(xp, means[name], X.dtype, dev) @ W
+        block = _take_columns(xp, X, indices, dev)
+        projections.append(block @ W - offset)
+    if not all(bool(xp.all(xp.isfinite(p))) for p in projections):
+        _raise_non_finite(xp, X, modalities)
+    return projections
+
+
+def transform_xp(X, modalities, means, weights, output="mean"):
+    """``SharedProjection.transform`` for complete X, in X's namespace.
+
+    Parameters
+    ----------
+    X : array API array of shape (n_samples, n_features)
+    modalities : dict of str -> ndarray of int
+    means, weights : dict of str -> array
+    output : "mean", "concat" or a modality name
+
+    Returns
+    -------
+    array of X's namespace, device and dtype
+    """
+    xp = array_namespace(X)
+    projections = project_xp(X, modalities, means, weights)
+    if output == "concat":
+        return xp.concat(projections, axis=1)
+    if output in modalities:
+        return projections[list(modalities).index(output)]
+    if output != "mean":
+        raise ValueError(
+            f"output={output!r} is not 'mean', 'concat' or a modality name; "
+            f"modalities are {list(modalities)}."
+        )
+    total = projections[0]
+    for projection in projections[1:]:
+        total = total + projection
+    return total / len(projections)
+
+
+def score_xp(X, modalities, means, weights):
+    """``SharedProjection.score`` for complete X: mean pairwise correlation.
+
+    The Pearson correlation of the projections of each pair of modalities,
+    averaged over pairs and components (a component with no variance counts
+    0), as the numpy path computes it.
+
+    Returns
+    -------
+    float
+    """
+    xp = array_namespace(X)
+    dev = array_device(X)
+    dtype = accumulation_dtype(xp, dev)
+    projections = [
+        xp.astype(p, dtype) for p in project_xp(X, modalities, means, weights)
+    ]
+    centred = [p - xp.mean(p, axis=0) for p in projections]
+    norms = [xp.sqrt(xp.sum(c * c, axis=0)) for c in centred]
+    total, count = 0.0, 0
+    for m in range(len(centred)):
+        for l in range(m + 1, len(centred)):
+            denominator = norms[m] * norms[l]
+            numerator = xp.sum(centred[m] * centred[l], axis=0)
+            safe = xp.where(denominator > 0, denominator, xp.ones_like(denominator))
+            values = xp.where(
+                denominator > 0, numerator / safe, xp.zeros_like(numerator)
+            )
+            total += float(xp.sum(values))
+            count += values.shape[0]
+    return total / count
+
+
+# -- statistics -------------------------------------------------------------
+
+
+def _mean_and_covariance(X, xp, dev, dtype, modalities):
+    """Means and ``1/n`` covariance of the stacked modalities, in ``dtype``."""
+    columns = np.concatenate([np.asarray(i) for i in modalities.values()])
+    in_order = np.array_equal(columns, np.arange(X.shape[1]))
+    column_index = None if in_order else xp.asarray(columns, device=dev)
+    n_samples, n_columns = X.shape[0], len(columns)
+    itemsize = 8 if dtype == xp.float64 else 4
+    step = int(max(256, _CHUNK_BYTES // (itemsize * max(n_columns, 1))))
+
+    shift = gram = sums = None
+    for start in range(0, n_samples, step):
+        chunk = X[start : min(start + step, n_samples), :]
+        if column_index is not None:
+            chunk = xp.take(chunk, column_index, axis=1)
+        chunk = xp.astype(chunk, dtype)
+        if shift is None:
+            # The first chunk's mean: what is summed below is near centred.
+            shift = xp.mean(chunk, axis=0)
+            gram = xp.zeros((n_columns, n_columns), dtype=dtype, device=dev)
+            sums = xp.zeros((n_columns,), dtype=dtype, device=dev)
+        chunk = chunk - shift
+        gram = gram + chunk.T @ chunk
+        sums = sums + xp.sum(chunk, axis=0)
+    # NaN or infinity anywhere makes the sums non-finite: one check, one sync.
+    if not bool(xp.all(xp.isfinite(sums))) or not bool(xp.all(xp.isfinite(shift))):
+        _raise_non_finite(xp, X, modalities)
+    delta = sums / n_samples
+    covariance = gram / n_samples - delta[:, None] * delta[None, :]
+    covariance = (covariance + covariance.T) / 2
+    return shift + delta, covariance
+
+
+def _raise_non_finite(xp, X, modalities):
+    if bool(xp.any(xp.isinf(X))):
+        raise ValueError(
+            "X contains infinity. Only NaN has a meaning here (a whole "
+            "modality block of NaN marks that modality missing in the row); "
+            "replace infinite values before fitting."
+        )
+    if bool(xp.any(xp.isnan(X))):
+        raise ValueError(
+            "X contains NaN. Missing modalities (a modality block of NaN in a "
+            f"row) are not supported yet for array API inputs ({xp.__name__}); "
+            "only complete data is. Fit on the rows that carry every modality, "
+            "or convert X to a numpy array (the numpy path uses every row for "
+            "every statistic it can inform)."
+        )
+    raise ValueError(
+        "The sums over X overflowed: its values are too large for the "
+        "accumulation dtype. Rescale X (e.g. StandardScaler) first."
+    )
+
+
+# -- solver -----------------------------------------------------------------
+
+
+def _solve_cholesky(xp, regularised, blocks, n_components, names):
+    """Top of ``C_reg w = r D w`` by Cholesky reduction; see the module doc."""
+    dev = array_device(regularised)
+    dtype = regularised.dtype
+    # Diagonal equilibration, as _solvers.solve: unit diagonal, same spectrum.
+    diagonal = xp.sqrt(_diagonal(xp, regularised))
+    tiny = float(np.finfo(np.float64).tiny) ** 0.25
+    diagonal = xp.where(diagonal > tiny, diagonal, xp.ones_like(diagonal))
+    equilibrated = regularised / (diagonal[:, None] * diagonal[None, :])
+
+    inverse_factors = []
+    for name, block in zip(names, blocks):
+        inverse_factors.append(
+            _inverse_cholesky(xp, equilibrated[block, block], name, dtype, dev)
+        )
+    # L^-1 C_reg L^-T: identity diagonal blocks, whitened cross blocks.
+    rows = []
+    for m, block_m in enumerate(blocks):
+        row = []
+        for l, block_l in enumerate(blocks):
+            width_m = block_m.stop - block_m.start
+            if l == m:
+                row.append(xp.eye(width_m, dtype=dtype, device=dev))
+            else:
+                row.append(
+                    inverse_factors[m]
+                    @ equilibrated[block_m, block_l]
+                    @ inverse_factors[l].T
+                )
+        rows.append(xp.concat(row, axis=1))
+    whitened = xp.concat(rows, axis=0)
+    whitened = (whitened + whitened.T) / 2
+    values, vectors = xp.linalg.eigh(whitened)
+    dimension = whitened.shape[0]
+    values = xp.flip(values[dimension - n_components :], axis=0)
+    vectors = xp.flip(vectors[:, dimension - n_components :], axis=1)
+    # w_m = L_m^-T y_m, then undo the equilibration.
+    weights = xp.concat(
+        [inverse_factors[m].T @ vectors[block, :] for m, block in enumerate(blocks)],
+        axis=0,
+    )
+    # The sign convention looks at the equilibrated weights, as
+    # _solvers.solve does (it divides by the diagonal after _finish).
+    correlations, weights = _finish(xp, values, weights, blocks)
+    return correlations, weights / diagonal[:, None]
+
+
+def _inverse_cholesky(xp, block, name, dtype, dev):
+    """``L^-1`` for ``block = L L^T``; a clear error when not positive definite."""
+    try:
+        factor = xp.linalg.cholesky(block)
+    except Exception as exc:  # numpy/torch LinAlgError, CuPy...
+        _raise_not_positive_definite(name, exc)
+    # Some backends (CuPy) return NaN instead of raising.
+    if not bool(xp.all(xp.isfinite(factor))):
+        _raise_not_positive_definite(name, None)
+    identity = xp.eye(block.shape[0], dtype=dtype, device=dev)
+    inverse = xp.linalg.solve(factor, identity)
+    # Exactly lower triangular, as L^-1 is: drop the LU solve's rounding above.
+    return xp.tril(inverse)
+
+
+def _raise_not_positive_definite(name, exc):
+    raise ValueError(
+        f"Modality {name!r}: its regularised covariance C_mm + reg*I is not "
+        "positive definite (rank-deficient data with reg=0?), which the array "
+        "API path (a Cholesky reduction) needs. Set reg > 0 for it, or convert "
+        "X to a numpy array, where solver='svd' handles singular blocks."
+    ) from exc
+
+
+def _finish(xp, values, vectors, blocks):
+    """The conventions of ``_solvers._finish``, in xp."""
+    n_modalities = len(blocks)
+    correlations = (values - 1.0) / (n_modalities - 1)
+    correlations = xp.where(
+        correlations > 1.0, xp.ones_like(correlations), correlations
+    )
+    weights = vectors * math.sqrt(n_modalities)
+    first = weights[blocks[0], :]
+    largest = xp.argmax(xp.abs(first), axis=0)
+    rows = xp.arange(first.shape[0], device=array_device(first))
+    chosen = xp.sum(
+        xp.where(rows[:, None] == largest[None, :], first, xp.zeros_like(first)),
+        axis=0,
+    )
+    signs = xp.where(chosen < 0, -xp.ones_like(chosen), xp.ones_like(chosen))
+    return correlations, weights * signs[None, :]
+
+
+# -- helpers ----------------------------------------------------------------
+
+
+def _check_ridges(names, ridges):
+    if len(ridges) != len(names):
+        raise ValueError(f"Expected one ridge per modality {names}, got {len(ridges)}.")
+    for name, ridge in zip(names, ridges):
+        if isinstance(ridge, str) or not isinstance(ridge, Real):
+            raise ValueError(
+                f"reg for modality {name!r} is {ridge!r}: array API inputs "
+                "need a numeric reg >= 0. reg='auto' (Ledoit-Wolf shrinkage) "
+                "is only available for numpy input for now; fit on numpy, or "
+                "give the reg_ a numpy fit on a subsample chose."
+            )
+        if not ridge >= 0:
+            raise ValueError(f"reg for modality {name!r} must be >= 0, got {ridge}.")
+
+
+def _diagonal(xp, matrix):
+    if hasattr(xp, "linalg") and hasattr(xp.linalg, "diagonal"):
+        return xp.linalg.diagonal(matrix)
+    eye = xp.eye(matrix.shape[0], dtype=matrix.dtype, device=array_device(matrix))
+    return xp.sum(matrix * eye, axis=1)
+
+
+def _diag_matrix(xp, vector):
+    eye = xp.eye(vector.shape[0], dtype=vector.dtype, device=array_device(vector))
+    return eye * vector[None, :]
+
+
+def _take_columns(xp, X, indices, dev):
+    indices = np.asarray(indices)
+    if indices.size and indices[-1] - indices[0] + 1 == indices.size:
+        return X[:, int(indices[0]) : int(indices[-1]) + 1]
+    return xp.take(X, xp.asarray(indices, device=dev), axis=1)
+
+
+def _to_namespace(xp, array, dtype, dev):
+    """``array`` (xp or numpy) as an xp array of ``dtype`` on ``dev``."""
+    try:
+        same = array_namespace(array) is xp
+    except TypeError:
+        same = False
+    if same and array_device(array) == dev:
+        return xp.astype(array, dtype)
+    if not isinstance(array, np.ndarray):
+        array = np.asarray(array)
+    return xp.asarray(np.ascontiguousarray(array), dtype=dtype, device=dev)

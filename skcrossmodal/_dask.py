@@ -1,0 +1,182 @@
+"""Dask arrays in ``fit`` and ``partial_fit``: statistics per chunk, merged.
+
+The closed form only needs sums over rows (``_statistics``), so a Dask array
+is handled without ever gathering it: every row chunk fills its own
+``CovarianceAccumulator`` where the chunk lives, and the accumulators are
+merged in a tree. All of them use the same shift, fixed first from the first
+row chunk (where it lives; only the shift comes back to the client), so the
+merged sums are exactly those of one in-memory pass. ``dask.compute`` runs
+the graph on the default scheduler, or on the ``distributed.Client`` in use:
+a ``LocalCluster`` here, a real cluster elsewhere, unchanged.
+
+Dask is optional: nothing here imports it unless the input is a Dask
+collection, and a Dask collection cannot exist without Dask imported, so
+``is_dask_collection`` only looks at ``sys.modules``.
+
+A Dask DataFrame is not accepted (its partitions' column names would be the
+only way to find the modalities; convert with ``.to_dask_array(lengths=True)``
+and give ``modalities`` as indices).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from scipy import sparse
+
+from ._modalities import resolve_modalities
+
+# How many accumulators one task of the tree reduction merges.
+_FAN_IN = 8
+
+
+def is_dask_collection(X):
+    """True for a Dask array or DataFrame/Series (without importing Dask)."""
+    array = sys.modules.get("dask.array")
+    if array is not None and isinstance(X, array.Array):
+        return True
+    frame = sys.modules.get("dask.dataframe")
+    return frame is not None and isinstance(X, (frame.DataFrame, frame.Series))
+
+
+def validate_dask_data(estimator, X, *, reset):
+    """Check a Dask array's shape and dtype lazily; set ``modalities_`` on reset.
+
+    What ``validate_data`` does for in-memory X, without computing X:
+    ``n_features_in_`` (and no ``feature_names_in_``), the feature count on
+    later calls, a 2-D numeric array.
+    """
+    import dask.array as da
+
+    name = type(estimator).__name__
+    if not isinstance(X, da.Array):
+        raise TypeError(
+            f"{name} takes Dask arrays, not a Dask {type(X).__name__}: "
+            "convert it with `X.to_dask_array(lengths=True)` and give "
+            "`modalities` as int indices, slices or boolean masks (a Dask "
+            "array has no column names)."
+        )
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2D Dask array, got {X.ndim}D with shape {X.shape}. "
+            "Reshape it to (n_samples, n_features)."
+        )
+    n_features = X.shape[1]
+    if not np.isfinite(n_features):
+        raise ValueError(
+            "The Dask array's number of columns is unknown; call "
+            "`X.compute_chunk_sizes()` first."
+        )
+    n_features = int(n_features)
+    if X.dtype.kind not in "biuf":
+        raise ValueError(
+            f"Dask array of dtype {X.dtype} is not numeric; {name} needs "
+            "float (or int/bool) values."
+        )
+    if reset:
+        if hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+        estimator.n_features_in_ = n_features
+        # Column selections are resolved against an empty stand-in of the
+        # same width: int indices, slices and masks need nothing else.
+        stand_in = np.empty((0, n_features))
+        estimator.modalities_ = resolve_modalities(
+            estimator.modalities, stand_in, X, None
+        )
+    elif n_features != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {n_features} features, but {name} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    return X
+
+
+def accumulate_dask(X, accumulator):
+    """Merge the statistics of a Dask array's rows into ``accumulator``.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        Validated with :func:`validate_dask_data`.
+    accumulator : CovarianceAccumulator
+        Empty (``fit``, first ``partial_fit``) or holding earlier batches; its
+        shift is fixed from X's first row chunk if it has none yet.
+
+    Returns
+    -------
+    accumulator : CovarianceAccumulator
+        The same object, updated.
+    """
+    import dask
+
+    if X.numblocks[1] > 1:
+        X = X.rechunk({1: -1})  # whole rows in every chunk
+    row_chunks = X.to_delayed().ravel()
+    if accumulator.shift is None:
+        # Chosen where the first non-empty chunk lives; only the shift (one
+        # number per feature) comes back.
+        spec = dask.delayed(_Spec(accumulator), pure=True)
+        for chunk in row_chunks:
+            (shift,) = dask.compute(dask.delayed(_first_shift)(chunk, spec))
+            if shift is not None:
+                accumulator.shift = shift
+                break
+        else:  # no rows at all: finalize will say so
+            return accumulator
+    spec = dask.delayed(_Spec(accumulator), pure=True)
+    parts = [dask.delayed(_accumulate_chunk)(chunk, spec) for chunk in row_chunks]
+    while len(parts) > 1:
+        parts = [
+            dask.delayed(_merge)(*parts[begin : begin + _FAN_IN])
+            for begin in range(0, len(parts), _FAN_IN)
+        ]
+    (total,) = dask.compute(parts[0])
+    return accumulator.merge(total)
+
+
+class _Spec:
+    """What a chunk needs to build its accumulator (no D x D arrays)."""
+
+    def __init__(self, accumulator):
+        self.modalities = accumulator.modalities
+        self.n_features = accumulator.n_features
+        self.fourth_moments = accumulator.fourth_moments
+        self.shift = accumulator.shift
+
+    def new(self):
+        from ._statistics import CovarianceAccumulator
+
+        accumulator = CovarianceAccumulator(
+            self.modalities, self.n_features, fourth_moments=self.fourth_moments
+        )
+        accumulator.shift = self.shift
+        return accumulator
+
+
+def _as_float(block):
+    if sparse.issparse(block):
+        block = block.tocsr()
+        return block if block.dtype.kind == "f" else block.astype(np.float64)
+    block = np.asarray(block)
+    if block.dtype not in (np.float32, np.float64):
+        block = block.astype(np.float64)
+    return block
+
+
+def _first_shift(block, spec):
+    block = _as_float(block)
+    if block.shape[0] == 0:
+        return None
+    return spec.new().choose_shift(block).shift
+
+
+def _accumulate_chunk(block, spec):
+    return spec.new().update(_as_float(block))
+
+
+def _merge(*accumulators):
+    total = accumulators[0]
+    for other in accumulators[1:]:
+        total.merge(other)
+    return total

@@ -1,0 +1,336 @@
+"""Batched cross-modal ranking against brute force, and the Nystroem composition."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+from sklearn import config_context
+from sklearn.kernel_approximation import Nystroem, RBFSampler
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skcrossmodal import SharedProjection, retrieval
+from skcrossmodal.compose import make_modality_transformer
+from skcrossmodal.metrics import mean_average_precision, median_rank, recall_at_k
+from skcrossmodal.retrieval import (
+    embed,
+    evaluate_embeddings,
+    evaluate_retrieval,
+    rank,
+    rank_embeddings,
+)
+
+
+def brute_force_rank(Z_query, Z_gallery, metric, k):
+    """Every pair's distance (scipy), each row sorted by (distance, index)."""
+    distances = cdist(Z_query, Z_gallery, metric=metric)
+    order = np.array(
+        [sorted(range(len(row)), key=lambda j: (row[j], j)) for row in distances]
+    )[:, :k]
+    return np.take_along_axis(distances, order, axis=1), order
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Gallery chunks of 7 rows, so the running top-k merges many chunks."""
+    monkeypatch.setattr(retrieval, "_GALLERY_CHUNK", 7)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("k", [1, 3, 10, 60])
+@pytest.mark.parametrize("batch_size", [None, 1, 4])
+def test_rank_embeddings_equals_brute_force(metric, k, batch_size, small_chunks):
+    rng = np.random.default_rng(k)
+    Z_query, Z_gallery = rng.normal(size=(23, 4)), rng.normal(size=(60, 4))
+    distances, indices = rank_embeddings(
+        Z_query, Z_gallery, metric=metric, k=k, batch_size=batch_size
+    )
+    expected_distances, expected_indices = brute_force_rank(
+        Z_query, Z_gallery, metric, k
+    )
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_allclose(distances, expected_distances, atol=1e-12)
+
+
+def exact_vectors(rng, n, d):
+    """Vectors whose cosines and squared distances are exact in floating point.
+
+    Entries are in {-1, 0, 1} with exactly 1 or 4 non-zeros (norm 1 or 2), so
+    normalising divides by a power of two.
+    """
+    Z = np.zeros((n, d))
+    for row in Z:
+        support = rng.choice(d, size=rng.choice([1, 4]), replace=False)
+        row[support] = rng.choice([-1.0, 1.0], size=support.size)
+    return Z
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("k", [1, 2, 5, 40])
+def test_ties_rank_by_gallery_index(metric, k, small_chunks):
+    rng = np.random.default_rng(0)
+    Z_query = exact_vectors(rng, 15, 5)
+    # Few distinct rows, repeated: many exact ties, across chunk boundaries.
+    Z_gallery = exact_vectors(rng, 6, 5)[rng.integers(0, 6, size=40)]
+    _, indices = rank_embeddings(Z_query, Z_gallery, metric=metric, k=k, batch_size=4)
+    _, expected = brute_force_rank(Z_query, Z_gallery, metric, k)
+    np.testing.assert_array_equal(indices, expected)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_gallery_in_worst_first_order(k, small_chunks):
+    """Every chunk beats the kept top-k: the many-survivors path and merges."""
+    rng = np.random.default_rng(3)
+    Z_query = rng.normal(size=(5, 3))
+    Z_gallery = rng.normal(size=(200, 3))
+    # Sorted from far to near the first query, so later chunks keep winning.
+    Z_gallery = Z_gallery[np.argsort(-np.linalg.norm(Z_gallery - Z_query[0], axis=1))]
+    distances, indices = rank_embeddings(Z_query, Z_gallery, metric="euclidean", k=k)
+    expected_distances, expected = brute_force_rank(Z_query, Z_gallery, "euclidean", k)
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(distances, expected_distances, atol=1e-12)
+
+
+def test_full_ranking_and_indices_only():
+    rng = np.random.default_rng(1)
+    Z_query, Z_gallery = rng.normal(size=(9, 3)), rng.normal(size=(13, 3))
+    indices = rank_embeddings(Z_query, Z_gallery, k=None, return_distance=False)
+    np.testing.assert_array_equal(
+        indices, brute_force_rank(Z_query, Z_gallery, "cosine", 13)[1]
+    )
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_float32_embeddings(metric):
+    rng = np.random.default_rng(2)
+    Z_query, Z_gallery = rng.normal(size=(20, 5)), rng.normal(size=(50, 5))
+    distances, indices = rank_embeddings(
+        Z_query.astype(np.float32), Z_gallery.astype(np.float32), metric=metric, k=3
+    )
+    assert distances.dtype == np.float32
+    expected_distances, expected = brute_force_rank(Z_query, Z_gallery, metric, 3)
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(distances, expected_distances, atol=1e-5)
+
+
+def test_zero_vectors_have_cosine_zero():
+    distances, indices = rank_embeddings([[1.0, 0.0]], [[0.0, 0.0], [-1.0, 0.0]], k=2)
+    np.testing.assert_array_equal(indices, [[0, 1]])
+    np.testing.assert_allclose(distances, [[1.0, 2.0]])
+
+
+def test_rank_embeddings_errors():
+    with pytest.raises(ValueError, match="larger than the gallery"):
+        rank_embeddings(np.ones((2, 2)), np.ones((3, 2)), k=4)
+    with pytest.raises(ValueError, match="same space"):
+        rank_embeddings(np.ones((2, 2)), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="'cosine' or 'euclidean'"):
+        rank_embeddings(np.ones((2, 2)), np.ones((3, 2)), metric="cityblock")
+    with pytest.raises(ValueError, match="NaN"):
+        rank_embeddings(np.full((2, 2), np.nan), np.ones((3, 2)))
+
+
+def test_memory_stays_bounded():
+    """10 000 x 20 000 pairs: the full matrix would be 1.6 GB of float64."""
+    rng = np.random.default_rng(0)
+    Z_query = rng.normal(size=(10_000, 8))
+    Z_gallery = rng.normal(size=(20_000, 8))
+    tracemalloc.start()
+    try:
+        with config_context(working_memory=32):
+            indices = rank_embeddings(
+                Z_query, Z_gallery, k=5, return_distance=False, batch_size=None
+            )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100e6, f"peak {peak / 1e6:.0f} MB"
+    # Spot-check a few queries against brute force.
+    rows = [0, 4_321, 9_999]
+    np.testing.assert_array_equal(
+        indices[rows], brute_force_rank(Z_query[rows], Z_gallery, "cosine", 5)[1]
+    )
+
+
+def test_evaluation_memory_stays_bounded():
+    rng = np.random.default_rng(0)
+    Z_query, Z_gallery = rng.normal(size=(1_500, 4)), rng.normal(size=(20_000, 4))
+    y_query, y_gallery = rng.integers(0, 10, 1_500), rng.integers(0, 10, 20_000)
+    tracemalloc.start()
+    try:
+        with config_context(working_memory=16):
+            evaluate_embeddings(Z_query, Z_gallery, y_query, y_gallery)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The full score matrix alone would be 240 MB.
+    assert peak < 60e6, f"peak {peak / 1e6:.0f} MB"
+
+
+# -- through a projection ------------------------------------------------------------
+
+
+def make_paired(n=250, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 5, size=n)
+    latent = rng.normal(size=(5, 3))[labels] * 2 + rng.normal(size=(n, 3))
+    X = np.hstack(
+        [latent @ rng.normal(size=(3, 6)), latent @ rng.normal(size=(3, 4))]
+    ) + 0.5 * rng.normal(size=(n, 10))
+    return X, labels, {"text": slice(0, 6), "image": slice(6, 10)}
+
+
+def by_hand(model, X, name, columns):
+    return (X[:, columns] - model.means_[name]) @ model.weights_[name]
+
+
+def test_embed_is_the_modality_projection_and_leaves_the_model_alone():
+    X, _, modalities = make_paired()
+    model = SharedProjection(n_components=3, modalities=modalities).fit(X)
+    X_missing = X.copy()
+    X_missing[:10, 6:] = np.nan
+    Z = embed(model, X_missing, "image")
+    assert np.isnan(Z[:10]).all()
+    np.testing.assert_allclose(Z[10:], by_hand(model, X[10:], "image", slice(6, 10)))
+    assert model.output == "mean"
+    assert embed(model, X.astype(np.float32), "text").dtype == np.float32
+    with pytest.raises(ValueError, match="'audio' is not one of"):
+        embed(model, X, "audio")
+    with pytest.raises(TypeError, match="needs a fitted SharedProjection"):
+        embed(StandardScaler().fit(X), X, "text")
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_rank_through_a_projection(metric):
+    X, _, modalities = make_paired()
+    model = SharedProjection(n_components=3, modalities=modalities).fit(X[:150])
+    texts, images = X[150:200], X[200:]
+    distances, indices = rank(
+        model,
+        texts,
+        images,
+        query_modality="text",
+        gallery_modality="image",
+        metric=metric,
+        k=7,
+    )
+    expected_distances, expected_indices = brute_force_rank(
+        by_hand(model, texts, "text", modalities["text"]),
+        by_hand(model, images, "image", modalities["image"]),
+        metric,
+        7,
+    )
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_allclose(distances, expected_distances, atol=1e-10)
+
+
+def test_rank_requires_the_modality_on_every_row():
+    X, _, modalities = make_paired()
+    model = SharedProjection(modalities=modalities).fit(X)
+    X_missing = X.copy()
+    X_missing[3, :6] = np.nan
+    with pytest.raises(ValueError, match="Row 3 of X_query does not carry"):
+        rank(model, X_missing, query_modality="text", gallery_modality="image")
+
+
+def test_evaluate_retrieval_equals_the_metrics_on_the_full_matrix():
+    X, y, modalities = make_paired()
+    model = SharedProjection(n_components=3, modalities=modalities).fit(X[:150])
+    X_test, y_test = X[150:], y[150:]
+    text = by_hand(model, X_test, "text", modalities["text"])
+    image = by_hand(model, X_test, "image", modalities["image"])
+    similarity = 1 - cdist(text, image, "cosine")
+    expected = {
+        "mean_average_precision": mean_average_precision(y_test, y_test, similarity),
+        "recall@1": recall_at_k(y_test, y_test, similarity, k=1),
+        "recall@10": recall_at_k(y_test, y_test, similarity, k=10),
+        "median_rank": median_rank(y_test, y_test, similarity),
+    }
+    for batch_size in (None, 1, 7):
+        result = evaluate_retrieval(
+            model,
+            X_test,
+            query_modality="text",
+            gallery_modality="image",
+            y_query=y_test,
+            batch_size=batch_size,
+        )
+        assert result["n_queries"] == 100
+        for key, value in expected.items():
+            assert result[key] == pytest.approx(value, abs=1e-12), key
+    paired = evaluate_retrieval(
+        model, X_test, query_modality="image", gallery_modality="text", k=5
+    )
+    assert paired["recall@5"] == recall_at_k(None, None, similarity.T, k=5)
+    with pytest.raises(ValueError, match="do not pass y_gallery"):
+        evaluate_retrieval(
+            model,
+            X_test,
+            query_modality="image",
+            gallery_modality="text",
+            y_gallery=y_test,
+        )
+
+
+# -- nonlinear shared spaces by composition -----------------------------------------
+
+
+def make_nonlinear(n, seed):
+    """Modality "a" carries t, modality "b" carries t**2: no linear relation."""
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(-2, 2, size=n)
+    a = np.column_stack([t, 0.3 * rng.normal(size=n), 0.3 * rng.normal(size=n)])
+    b = np.column_stack([t**2 + 0.1 * rng.normal(size=n), 0.3 * rng.normal(size=n)])
+    return np.hstack([a, b]), t
+
+
+def kernel_cca(approximation):
+    return make_pipeline(
+        make_modality_transformer(
+            ("a", make_pipeline(StandardScaler(), approximation("a")), [0, 1, 2]),
+            ("b", make_pipeline(StandardScaler(), approximation("b")), [3, 4]),
+        ),
+        SharedProjection(n_components=1, reg="auto"),
+    )
+
+
+@pytest.mark.parametrize(
+    "approximation",
+    [
+        lambda name: Nystroem(gamma=0.5, n_components=150, random_state=0),
+        lambda name: RBFSampler(gamma=0.5, n_components=300, random_state=0),
+    ],
+    ids=["Nystroem", "RBFSampler"],
+)
+def test_kernel_composition_finds_the_nonlinear_relation(approximation):
+    X_train, _ = make_nonlinear(1500, seed=0)
+    X_test, _ = make_nonlinear(500, seed=1)
+    modalities = {"a": [0, 1, 2], "b": [3, 4]}
+    linear = SharedProjection(n_components=1, modalities=modalities).fit(X_train)
+    kernel = kernel_cca(approximation).fit(X_train)
+    projection = kernel[-1]
+    assert list(projection.modalities_) == ["a", "b"]
+
+    # Held-out correlation: the kernel space finds t -> t**2, linear CCA cannot.
+    a_kernel = embed(kernel, X_test, "a")[:, 0]
+    b_kernel = embed(kernel, X_test, "b")[:, 0]
+    assert abs(np.corrcoef(a_kernel, b_kernel)[0, 1]) > 0.85
+    assert abs(linear.score(X_test)) < 0.2
+    assert kernel.score(X_test) == pytest.approx(
+        np.corrcoef(a_kernel, b_kernel)[0, 1], abs=1e-8
+    )
+
+    # Retrieval: the paired row is found far more often in the kernel space.
+    def recall(model):
+        return evaluate_retrieval(
+            model,
+            X_test,
+            query_modality="a",
+            gallery_modality="b",
+            metric="euclidean",
+            k=[10],
+        )["recall@10"]
+
+    assert recall(kernel) > 0.15  # chance is 10/500 = 0.02
+    assert recall(kernel) > 3 * recall(linear)
