@@ -32,7 +32,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._base import FLOAT_DTYPES, check_finite_blocks
+from ._base import FLOAT_DTYPES, VersionedPickleMixin, check_finite_blocks
 from ._modalities import resolve_modalities
 from .projection import SharedProjection
 
@@ -59,7 +59,7 @@ def _take_rows(X_raw, X_checked, rows):
     return X_checked[rows]
 
 
-class _BaseCrossModalTransfer(MetaEstimatorMixin, BaseEstimator):
+class _BaseCrossModalTransfer(VersionedPickleMixin, MetaEstimatorMixin, BaseEstimator):
     """Shared fit logic of the transfer classifier and regressor."""
 
     _parameter_constraints: dict = {

@@ -11,6 +11,8 @@ import pytest
 import skcrossmodal
 from skcrossmodal import (
     ConcatFusion,
+    CrossModalTransferClassifier,
+    CrossModalTransferRegressor,
     LateFusionClassifier,
     LateFusionRegressor,
     SharedProjection,
@@ -32,6 +34,12 @@ def fitted_estimators():
         ConcatFusion("mfa", modalities=EVEN_ODD).fit(X),
         LateFusionClassifier(modalities=EVEN_ODD).fit(X, labels),
         LateFusionRegressor(modalities=EVEN_ODD).fit(X, X[:, 0]),
+        CrossModalTransferClassifier(SharedProjection(1, modalities=EVEN_ODD)).fit(
+            X, labels
+        ),
+        CrossModalTransferRegressor(SharedProjection(1, modalities=EVEN_ODD)).fit(
+            X, X[:, 0]
+        ),
     ]
 
 
