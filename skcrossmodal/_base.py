@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from sklearn.utils._array_api import get_namespace
 from sklearn.utils.validation import validate_data
 
 from ._modalities import check_no_infinite, presence_mask, resolve_modalities
@@ -21,12 +22,15 @@ def validate_modal_data(estimator, X, *, reset, min_modalities=2, accept_sparse=
     checked by the caller's statistics, or by :func:`check_finite_blocks`.
     """
     raw = X
+    # Under sklearn.set_config(array_api_dispatch=True), torch/CuPy arrays
+    # stay in their namespace; the dtypes must then be that namespace's.
+    xp, _ = get_namespace(X)
     X = validate_data(
         estimator,
         X,
         reset=reset,
         accept_sparse=("csr", "csc") if accept_sparse else False,
-        dtype=list(FLOAT_DTYPES),
+        dtype=[xp.float64, xp.float32],
         ensure_all_finite=False,
         ensure_min_samples=2 if reset else 1,
     )

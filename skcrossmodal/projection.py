@@ -7,10 +7,12 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._array_api import check_same_namespace
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from ._array_api import fit_xp, get_array_namespace, score_xp, transform_xp
 from ._base import VersionedPickleMixin, check_finite_blocks, validate_modal_data
 from ._dask import accumulate_dask, is_dask_collection, validate_dask_data
 from ._gradient import fit_gradient
@@ -96,7 +98,7 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         scipy sparse X in memory, needs a numeric ``reg`` and has no
         ``partial_fit``. See Notes.
 
-    max_iter : int, default=100
+    max_iter : int, default=200
         ``solver="gradient"`` only: the most epochs (passes over the
         training rows).
 
@@ -271,7 +273,7 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         scale=False,
         output="mean",
         solver="auto",
-        max_iter=100,
+        max_iter=200,
         tol=1e-4,
         batch_size="auto",
         learning_rate=0.03,
@@ -328,6 +330,8 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
             return self._solve()
         X = validate_modal_data(self, X, reset=True)
         self._check_params_against_modalities()
+        if get_array_namespace(X) is not None:
+            return self._fit_array_api(X)
         if self.solver == "gradient":
             return self._fit_gradient(X)
         self._accumulator = self._new_accumulator().update(X)
@@ -386,6 +390,13 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_modal_data(self, X, reset=False)
+        check_same_namespace(
+            X, self, attribute="canonical_correlations_", method="transform"
+        )
+        if get_array_namespace(X) is not None:
+            return transform_xp(
+                X, self.modalities_, self.means_, self.weights_, self.output
+            )
         projections, present = self._project(X)
         if self.output == "concat":
             return np.hstack(projections)
@@ -415,6 +426,11 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_modal_data(self, X, reset=False)
+        check_same_namespace(
+            X, self, attribute="canonical_correlations_", method="score"
+        )
+        if get_array_namespace(X) is not None:
+            return score_xp(X, self.modalities_, self.means_, self.weights_)
         projections, present = self._project(X)
         correlations = []
         for m, l in itertools.combinations(range(len(projections)), 2):
@@ -458,6 +474,12 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        # torch / CuPy / any array API input under array_api_dispatch, with
+        # the closed-form solvers (see _fit_array_api for what is covered).
+        reg = self.reg.values() if isinstance(self.reg, dict) else [self.reg]
+        tags.array_api_support = self.solver != "gradient" and not any(
+            isinstance(value, str) for value in reg
+        )
         return tags
 
     # -- internals ---------------------------------------------------------
@@ -604,6 +626,44 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
             std,
             self._accumulator.n_samples_seen,
         )
+
+    def _fit_array_api(self, X):
+        """Closed-form fit in X's own namespace and device (torch, CuPy, ...).
+
+        Covered: complete data (no missing modality), ``reg`` as floats,
+        ``scale``; the solver is the Cholesky reduction of the generalised
+        eigenproblem whatever ``solver`` says, so every regularised block must
+        be positive definite. The fitted arrays live on X's device.
+        """
+        reg = self._reg_values()
+        if self.solver == "gradient" or any(value == "auto" for value in reg):
+            raise ValueError(
+                "Array API input (torch, CuPy, ...) supports the closed-form "
+                "solvers with numeric reg; got "
+                f"solver={self.solver!r}, reg={self.reg!r}. Use a float or a "
+                "dict of floats for reg, or pass numpy input."
+            )
+        fitted = fit_xp(
+            X,
+            self.modalities_,
+            [float(value) for value in reg],
+            n_components=self.n_components,
+            scale=self.scale,
+        )
+        self.canonical_correlations_ = fitted.correlations
+        self.weights_ = fitted.weights
+        self.means_ = fitted.means
+        self.scale_ = fitted.scale or {name: None for name in self.modalities_}
+        self.reg_ = {name: float(value) for name, value in zip(self.modalities_, reg)}
+        self.shrinkage_ = {name: 0.0 for name in self.modalities_}
+        self.n_samples_seen_ = fitted.n_samples
+        self.n_iter_ = 1
+        self._n_features_out = (
+            self.n_components * len(self.modalities_)
+            if self.output == "concat"
+            else self.n_components
+        )
+        return self
 
     def _set_solution(self, names, blocks, correlations, weights, mean, std, n_seen):
         """Set the fitted attributes from stacked weights, means and scales."""
