@@ -180,10 +180,14 @@ class CovarianceAccumulator:
             return
         if not np.any(self.shift) and self._fast_path_possible(chunk):
             # Optimistic path: complete, finite rows, Gram of a view of X.
-            all_present = np.ones((n_rows, len(self.names)))
-            sums = chunk.T @ all_present
-            if np.isfinite(sums).all():
-                self._add(chunk, all_present, sums)
+            # A plain reduction, not a matrix product: syrk runs in scipy's
+            # OpenBLAS, and a numpy BLAS call between two syrk calls makes
+            # the two libraries' thread pools fight over the cores.
+            column_sums = np.add.reduce(chunk, axis=0)
+            if np.isfinite(column_sums).all():
+                all_present = np.ones((n_rows, len(self.names)))
+                sums = np.repeat(column_sums[:, None], len(self.names), axis=1)
+                self._add(chunk, all_present, sums, n_complete=n_rows)
                 return
         self._add(*self._shifted_with_missing_zeroed(chunk))
 
@@ -204,9 +208,12 @@ class CovarianceAccumulator:
         present = present.astype(np.float64)
         return Z, present, np.asarray(Z.T @ present)
 
-    def _add(self, Z, present, sums):
+    def _add(self, Z, present, sums, n_complete=None):
         self.sum_given += sums
-        self.pair_counts += present.T @ present
+        if n_complete is None:
+            self.pair_counts += present.T @ present
+        else:
+            self.pair_counts += n_complete
         if sparse.issparse(Z):
             self.gram += (Z.T @ Z).toarray()
         else:
