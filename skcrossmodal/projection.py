@@ -104,16 +104,18 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
 
     tol : float >= 0, default=1e-4
         ``solver="gradient"`` only. After every epoch the sum of the
-        correlations reachable in the span found is computed exactly, on
-        the training rows (with ``early_stopping``: the validation rows).
-        When it has not improved by more than ``tol`` for 2 epochs in a row
-        the learning rate is divided by 5, and for ``n_iter_no_change``
-        epochs in a row training stops; the best weights are kept.
+        correlations reachable in the span found, and the loss, are computed
+        exactly on the training rows (with ``early_stopping``: on the
+        validation rows). When the correlation sum has not risen by more
+        than ``tol`` and the loss has not fallen by more than ``tol`` times
+        its size for 2 epochs in a row, the learning rate is divided by 5;
+        for ``n_iter_no_change`` epochs in a row, training stops. The
+        weights of the epoch with the best correlation sum are kept.
 
     batch_size : int or "auto", default="auto"
         ``solver="gradient"`` only: rows per mini-batch (each split in two
         halves for the unbiased quadratic term). ``"auto"`` is
-        ``n_samples // 10`` clipped to [256, 4096].
+        ``n_samples // 10`` clipped to [32, 4096] (about 10 steps per epoch).
 
     learning_rate : float > 0, default=0.03
         ``solver="gradient"`` only: Adam's initial step size (see ``tol``).
