@@ -8,7 +8,12 @@ import numpy as np
 from sklearn.utils._array_api import get_namespace
 from sklearn.utils.validation import validate_data
 
-from ._modalities import check_no_infinite, presence_mask, resolve_modalities
+from ._modalities import (
+    check_no_infinite,
+    check_rows_present,
+    presence_mask,
+    resolve_modalities,
+)
 from ._version import __version__
 from .exceptions import InconsistentVersionWarning
 
@@ -49,13 +54,7 @@ def check_finite_blocks(X, modalities):
     """Reject infinity and partial NaN; return the (n, M) presence mask."""
     check_no_infinite(X)
     present = presence_mask(X, modalities)
-    empty_rows = np.flatnonzero(~present.any(axis=1))
-    if empty_rows.size:
-        raise ValueError(
-            f"Row {empty_rows[0]} of X has no modality present (all its "
-            f"columns are NaN; {empty_rows.size} such row(s) in all). Every row "
-            "needs at least one modality; drop those rows first."
-        )
+    check_rows_present(present)
     return present
 
 

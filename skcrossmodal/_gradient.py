@@ -86,7 +86,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_limits
 
-from ._modalities import check_no_infinite, presence_mask, take_columns
+from ._modalities import (
+    check_no_infinite,
+    check_rows_present,
+    presence_mask,
+    take_columns,
+)
 from ._solvers import solve
 from ._statistics import CovarianceAccumulator, check_pair_counts
 
@@ -304,7 +309,7 @@ def _train(
         blocks=problem.blocks,
         mean=problem.mean,
         std=problem.std,
-        n_samples=int(np.count_nonzero(data.present[train].any(axis=1))),
+        n_samples=len(train),
         n_iter=epoch,
         loss_curve=loss_curve,
         validation_scores=scores if early_stopping else None,
@@ -625,6 +630,7 @@ class _Rows:
                 check_no_infinite(block)
                 present.append(presence_mask(block, modalities))
             self.present = np.vstack(present)
+        check_rows_present(self.present)
         self.has_missing = ~self.present.all(axis=0)
         self.pass_rows = int(max(256, _PASS_BYTES // row_bytes))
 

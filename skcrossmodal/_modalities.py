@@ -163,6 +163,20 @@ def _describe(index, feature_names_in):
     return str(int(index))
 
 
+def check_rows_present(present, *, first_row=0):
+    """Raise when a row of the (n, M) presence mask carries no modality.
+
+    ``first_row`` is the row of X where ``present`` starts, for the message.
+    """
+    empty_rows = np.flatnonzero(~present.any(axis=1))
+    if empty_rows.size:
+        raise ValueError(
+            f"Row {first_row + empty_rows[0]} of X has no modality present (all "
+            f"its columns are NaN; {empty_rows.size} such row(s)). Every row "
+            "needs at least one modality; drop those rows first."
+        )
+
+
 def presence_mask(X, modalities):
     """Return the boolean (n_samples, n_modalities) mask of present modalities.
 

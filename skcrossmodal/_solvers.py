@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import lapack
 
 
 def add_ridge(covariance, blocks, ridges, keep=None):
@@ -86,8 +87,9 @@ def solve_eigh(regularised, blocks, n_components):
 def solve_svd(regularised, blocks, n_components, names):
     """Whiten each modality, then decompose the whitened cross-covariances.
 
-    Each ``D_mm`` is whitened through its eigendecomposition, dropping the
-    directions whose variance is below ``d_m * eps`` of the largest (so a
+    Each ``D_mm`` is whitened (``_whitener``: by its Cholesky factor when
+    well conditioned, else through its eigendecomposition, dropping the
+    directions whose variance is below ``d_m * eps`` of the largest, so a
     singular block, e.g. ``reg=0`` with fewer rows than features, gives a
     stable answer instead of NaN). Two modalities: the SVD of the whitened
     cross-covariance. More: the symmetric eigendecomposition of the whitened
@@ -133,8 +135,29 @@ def solve_svd(regularised, blocks, n_components, names):
     return _finish(values[::-1], weights[:, ::-1], blocks)
 
 
+# Reciprocal condition number above which a block is whitened by its
+# Cholesky factor: its rounding error (about eps / rcond) is then below 1e-10,
+# as small as the eigendecomposition's.
+_CHOLESKY_MIN_RCOND = 1e-6
+
+
 def _whitener(block_covariance):
-    """Return V_r diag(s_r)^-1/2 for the well-determined eigenpairs."""
+    """Return W with ``W^T C W = I`` on C's well-determined directions.
+
+    A well-conditioned block (the usual case, with any ridge) is whitened by
+    the inverse of its Cholesky factor, four times cheaper than an
+    eigendecomposition; any other block by ``V_r diag(s_r)^-1/2`` over the
+    eigenpairs above ``d * eps`` of the largest. Which W is used does not
+    change the solution: the decomposition that follows is invariant to it.
+    """
+    factor, info = lapack.dpotrf(block_covariance, lower=0, clean=1)
+    if info == 0:
+        norm = np.abs(block_covariance).sum(axis=0).max()
+        rcond, info = lapack.dpocon(factor, norm)
+        if info == 0 and rcond > _CHOLESKY_MIN_RCOND:
+            inverse, info = lapack.dtrtri(factor, lower=0, overwrite_c=1)
+            if info == 0:
+                return inverse
     values, vectors = linalg.eigh(block_covariance)
     cutoff = max(values[-1], 0.0) * block_covariance.shape[0] * np.finfo(float).eps
     keep = values > cutoff

@@ -298,6 +298,52 @@ def test_missing_modalities_use_every_informative_row():
     np.testing.assert_allclose(Z[:40], zy[:40], rtol=1e-10)
     np.testing.assert_allclose(Z[40:100], zx[40:100], rtol=1e-10)
     np.testing.assert_allclose(Z[100:], (zx[100:] + zy[100:]) / 2, rtol=1e-10)
+    # Every row carried a modality, so every row was seen.
+    assert model.n_samples_seen_ == 300
+
+
+@pytest.mark.parametrize("first_nan_row", [0, 777, 1999])
+def test_missing_rows_anywhere_give_the_pairwise_complete_answer(
+    monkeypatch, first_nan_row
+):
+    """Complete rows take an optimistic fast path; a NaN in any chunk
+    (first, middle, last) must still end in the pairwise-complete answer,
+    however many chunks came before it."""
+    from skcrossmodal import _statistics
+
+    monkeypatch.setattr(_statistics, "_CHUNK_BYTES", 1)  # 256 rows, the least
+    X, (x, y), modalities = make_views(n=2000)
+    X = X.copy()
+    X[first_nan_row : first_nan_row + 1, :7] = np.nan
+    x_present = ~np.isnan(X[:, 0])
+    y_present = np.ones(2000, bool)
+    for in_place in (False, True):
+        model = SharedProjection(2, modalities=modalities, reg=0.1)
+        if in_place:  # batches smaller than the Gram: checked chunk by chunk
+            for batch in np.array_split(X, 200):
+                model.partial_fit(batch)
+        else:
+            model.fit(X)
+        cxx = pairwise_complete_covariance(x, x, x_present, x_present)
+        cyy = pairwise_complete_covariance(y, y, y_present, y_present)
+        cxy = pairwise_complete_covariance(x, y, x_present, y_present)
+        wx = linalg.inv(linalg.sqrtm(cxx + 0.1 * np.eye(7))).real
+        wy = linalg.inv(linalg.sqrtm(cyy + 0.1 * np.eye(5))).real
+        s = linalg.svdvals(wx @ cxy @ wy)
+        np.testing.assert_allclose(model.canonical_correlations_, s[:2], rtol=1e-8)
+        assert model.n_samples_seen_ == 2000
+
+
+@pytest.mark.parametrize("solver", ["auto", "gradient"])
+def test_a_row_with_no_modality_is_an_error_in_fit_as_in_transform(solver):
+    X, _, modalities = make_views(n=300)
+    X = X.copy()
+    X[123] = np.nan
+    model = SharedProjection(2, modalities=modalities, solver=solver)
+    with pytest.raises(ValueError, match="Row 123 of X has no modality present"):
+        model.fit(X)
+    with pytest.raises(ValueError, match="Row 23 of X has no modality present"):
+        SharedProjection(2, modalities=modalities).partial_fit(X[100:])
 
 
 def test_output_modes():
