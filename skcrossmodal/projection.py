@@ -170,8 +170,9 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
     scale_ : dict of str -> ndarray or None
         Per-feature scale when ``scale=True``.
     n_samples_seen_ : int
-        Rows used (rows with at least one modality; with ``solver="gradient"``
-        and ``early_stopping``, the training rows).
+        Rows used (every row carries at least one modality: a row with none
+        is an error). With ``solver="gradient"`` and ``early_stopping``, the
+        training rows only.
     n_iter_ : int
         Passes over the data: the epochs run with ``solver="gradient"``,
         1 for the exact solvers (one pass, however many ``partial_fit``
