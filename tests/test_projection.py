@@ -42,8 +42,18 @@ def match_signs(reference, weights):
 
 @pytest.mark.parametrize("solver", ["svd", "eigh"])
 @pytest.mark.parametrize("reg", [0.0, 0.3])
-def test_two_modalities_equal_whitening_plus_svd(solver, reg):
-    X, (x, y), modalities = make_views()
+@pytest.mark.parametrize(
+    "views",
+    [
+        {},
+        # Both modalities >= 200 wide and k far below: the top singular
+        # triplets come from a partial eigendecomposition, not a full SVD.
+        {"n": 3000, "widths": (260, 230), "n_latent": 6},
+    ],
+    ids=["narrow", "wide"],
+)
+def test_two_modalities_equal_whitening_plus_svd(solver, reg, views):
+    X, (x, y), modalities = make_views(**views)
     k = 3
     model = SharedProjection(k, modalities=modalities, reg=reg, solver=solver).fit(X)
 
