@@ -17,6 +17,7 @@ modality block is all NaN is missing that modality.
 
 from __future__ import annotations
 
+import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -30,9 +31,12 @@ from sklearn.base import (
     clone,
 )
 from sklearn.decomposition import PCA
+from sklearn.externals.array_api_compat import device as array_device
+from sklearn.externals.array_api_compat import numpy as numpy_namespace
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.model_selection import check_cv, cross_val_predict
 from sklearn.utils import get_tags
+from sklearn.utils._array_api import check_same_namespace
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.parallel import Parallel, delayed
@@ -43,6 +47,7 @@ from sklearn.utils.validation import (
     check_is_fitted,
 )
 
+from ._array_api import accumulation_dtype, get_array_namespace
 from ._base import VersionedPickleMixin, check_finite_blocks, validate_modal_data
 from ._fusion_utils import (
     block_rows,
@@ -51,6 +56,13 @@ from ._fusion_utils import (
     require_every_modality,
     row_coefficients,
     top_singular_value,
+    xp_nan_to_zero,
+    xp_presence_mask,
+    xp_require_every_modality,
+    xp_row_coefficients,
+    xp_take_columns,
+    xp_take_rows,
+    xp_top_singular_value,
 )
 from ._modalities import take_columns
 from .projection import SharedProjection
@@ -63,9 +75,12 @@ __all__ = [
 ]
 
 
-def _handle_zero_scale(scale, mean):
-    """Scale 1 for a constant block (as StandardScaler does for a feature)."""
-    tiny = 10 * np.finfo(np.float64).eps * max(1.0, float(np.max(np.abs(mean))))
+def _handle_zero_scale(scale, largest_mean):
+    """Scale 1 for a constant block (as StandardScaler does for a feature).
+
+    ``largest_mean`` is the largest absolute value of the block's mean.
+    """
+    tiny = 10 * np.finfo(np.float64).eps * max(1.0, float(largest_mean))
     return scale if scale > tiny else 1.0
 
 
@@ -155,6 +170,21 @@ class WeightedFusion(VersionedPickleMixin, TransformerMixin, BaseEstimator):
     raises a ValueError in ``transform``. Sparse X keeps sparse output with
     ``align=None``; ``float32`` input gives ``float32`` output.
 
+    **Array API.** Under ``sklearn.set_config(array_api_dispatch=True)``, X
+    may be an array of any namespace that follows the array API standard
+    (torch on the CPU or a GPU, CuPy, ``array_api_strict``): ``fit`` and
+    ``transform`` compute in X's namespace and on its device, and return an
+    array of that namespace, dtype and device. Missing modalities (NaN
+    blocks) are handled as for numpy, and ``weights_`` stay Python floats.
+    ``align="pca"`` fits scikit-learn's ``PCA`` in X's namespace (its own
+    choice of solver; the randomized one with QR normalisation, the one it
+    supports there). ``align="shared"`` relies on
+    :class:`~skcrossmodal.SharedProjection`'s array API path, so it needs a
+    numeric ``reg`` and a fit on rows that carry every modality
+    (``transform`` then accepts missing ones); anything else raises a
+    ValueError that says what to do. ``transform`` needs X in the namespace
+    and on the device that ``fit`` saw.
+
     Examples
     --------
     >>> import numpy as np
@@ -176,6 +206,10 @@ class WeightedFusion(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         "reg": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"}), dict],
         "random_state": ["random_state"],
     }
+
+    # The normalised weights in the namespace and device of fit's X (what
+    # transform checks its X against); None in models pickled before it.
+    _weight_vector = None
 
     def __init__(
         self,
@@ -212,9 +246,21 @@ class WeightedFusion(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         """
         X = validate_modal_data(self, X, reset=True)
         names = list(self.modalities_)
-        present = check_finite_blocks(X, self.modalities_)
-        require_every_modality(present, names)
-        self.weights_ = dict(zip(names, check_weights(self.weights, names).tolist()))
+        xp = get_array_namespace(X)
+        if xp is None:
+            present = check_finite_blocks(X, self.modalities_)
+            require_every_modality(present, names)
+        else:
+            present = xp_presence_mask(X, self.modalities_)
+            xp_require_every_modality(present, names)
+        weights = check_weights(self.weights, names)
+        self.weights_ = dict(zip(names, weights.tolist()))
+        if xp is not None:
+            device = array_device(X)
+            weights = xp.asarray(
+                weights, dtype=accumulation_dtype(xp, device), device=device
+            )
+        self._weight_vector = weights
         widths = {name: len(cols) for name, cols in self.modalities_.items()}
 
         if self.align is None:
@@ -240,13 +286,29 @@ class WeightedFusion(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         if self.align == "pca":
             self.aligners_ = {}
             for position, (name, cols) in enumerate(self.modalities_.items()):
-                block = block_rows(X, cols, present[:, position])
-                self.aligners_[name] = PCA(
-                    n_components,
-                    svd_solver=_pca_solver(block, n_components),
-                    random_state=self.random_state,
-                ).fit(block)
+                if xp is None:
+                    block = block_rows(X, cols, present[:, position])
+                    pca = PCA(
+                        n_components,
+                        svd_solver=_pca_solver(block, n_components),
+                        random_state=self.random_state,
+                    )
+                else:
+                    block = xp_take_rows(
+                        xp, xp_take_columns(xp, X, cols), present[:, position]
+                    )
+                    # PCA's own choice of solver; its randomized solver needs
+                    # the QR normaliser under array API dispatch (it would
+                    # switch to it with a warning).
+                    pca = PCA(
+                        n_components,
+                        power_iteration_normalizer="QR",
+                        random_state=self.random_state,
+                    )
+                self.aligners_[name] = pca.fit(block)
         else:
+            if xp is not None:
+                self._check_shared_array_api(xp, present)
             self.shared_projection_ = SharedProjection(
                 n_components,
                 modalities=dict(self.modalities_),
@@ -271,6 +333,10 @@ class WeightedFusion(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_modal_data(self, X, reset=False)
+        check_same_namespace(X, self, attribute="_weight_vector", method="transform")
+        xp = get_array_namespace(X)
+        if xp is not None:
+            return self._transform_xp(X, xp)
         names = list(self.modalities_)
         present = check_finite_blocks(X, self.modalities_)
         weights = np.array([self.weights_[name] for name in names])
@@ -313,7 +379,72 @@ class WeightedFusion(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        # torch / CuPy / any array API input under array_api_dispatch; with
+        # align="shared" only where SharedProjection's array API path applies
+        # (numeric reg).
+        tags.array_api_support = self.align != "shared" or not _has_auto_reg(self.reg)
         return tags
+
+    def _check_shared_array_api(self, xp, present):
+        """align="shared" on array API input: what SharedProjection covers."""
+        if _has_auto_reg(self.reg):
+            raise ValueError(
+                f"WeightedFusion(align='shared', reg={self.reg!r}) on array API "
+                f"input ({xp.__name__}): reg='auto' (Ledoit-Wolf) is only "
+                "available for numpy input. Give a number, or a dict of numbers "
+                "(e.g. the reg_ a numpy fit on a subsample chose), or pass numpy "
+                "input."
+            )
+        if not bool(xp.all(present)):
+            raise ValueError(
+                "WeightedFusion(align='shared') on array API input "
+                f"({xp.__name__}) needs every modality in every row for fit: "
+                "SharedProjection's array API path supports complete data "
+                "only. Fit on the rows that carry every modality (transform "
+                "then accepts missing modalities), use align=None or "
+                "align='pca', or pass numpy input."
+            )
+
+    def _transform_xp(self, X, xp):
+        """``transform`` in X's namespace and device (torch, CuPy, ...)."""
+        names = list(self.modalities_)
+        present = xp_presence_mask(X, self.modalities_)
+        coef = xp_row_coefficients(present, self._weight_vector, names)
+        coef = xp.astype(coef, X.dtype)
+        total = xp.zeros(
+            (X.shape[0], self._n_features_out), dtype=X.dtype, device=array_device(X)
+        )
+        for position, block in enumerate(self._aligned_blocks_xp(X, xp, present)):
+            total = total + coef[:, position : position + 1] * block
+        return total
+
+    def _aligned_blocks_xp(self, X, xp, present):
+        """Each modality at the common width, 0 in rows that miss it."""
+        complete = bool(xp.all(present))
+        source = X if complete else xp_nan_to_zero(X)
+        columns = list(self.modalities_.values())
+        if self.align is None:
+            return [xp_take_columns(xp, source, cols) for cols in columns]
+        blocks = []
+        for position, (name, cols) in enumerate(self.modalities_.items()):
+            block = xp_take_columns(xp, source, cols)
+            if self.align == "pca":
+                aligned = self.aligners_[name].transform(block)
+            else:
+                # SharedProjection's projection of one modality, as its
+                # transform computes it, for the rows that carry it.
+                projection = self.shared_projection_
+                weights = xp.astype(projection.weights_[name], X.dtype)
+                offset = xp.astype(projection.means_[name], X.dtype) @ weights
+                aligned = block @ weights - offset
+            if not complete:
+                aligned = xp.where(
+                    present[:, position : position + 1],
+                    aligned,
+                    xp.zeros_like(aligned),
+                )
+            blocks.append(aligned)
+        return blocks
 
     def _aligned_blocks(self, X, present):
         """Each modality at the common width, 0 in rows that miss it."""
@@ -335,6 +466,11 @@ class WeightedFusion(VersionedPickleMixin, TransformerMixin, BaseEstimator):
                 aligned[rows] = self.aligners_[name].transform(block)
             blocks.append(aligned)
         return blocks
+
+
+def _has_auto_reg(reg):
+    values = reg.values() if isinstance(reg, dict) else [reg]
+    return any(isinstance(value, str) for value in values)
 
 
 def _pca_solver(block, n_components):
@@ -408,6 +544,20 @@ class ConcatFusion(VersionedPickleMixin, TransformerMixin, BaseEstimator):
     to a linear model downstream. The statistics of each block use the rows
     that carry it.
 
+    **Array API.** Under ``sklearn.set_config(array_api_dispatch=True)``, X
+    may be an array of any namespace that follows the array API standard
+    (torch on the CPU or a GPU, CuPy, ``array_api_strict``), with every
+    ``scaling`` and ``center`` and with missing modalities: ``fit`` and
+    ``transform`` compute in X's namespace and on its device, and
+    ``transform`` returns an array of that namespace, dtype and device. The
+    statistics are computed in float64 where the device has it, as the numpy
+    path does; ``means_`` are arrays of X's namespace on its device,
+    ``scales_`` Python floats. For ``"mfa"`` the first singular value is, as
+    for numpy, the square root of the top eigenvalue of the block's smaller
+    Gram matrix, and above 2000 rows and columns ``linalg.svdvals`` (where
+    numpy uses ARPACK). ``transform`` needs X in the namespace and on the
+    device that ``fit`` saw.
+
     Examples
     --------
     >>> import numpy as np
@@ -427,6 +577,10 @@ class ConcatFusion(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         "modalities": [dict, None],
         "center": ["boolean"],
     }
+
+    # Per-column offset, divisor and fill (rows 0-2) in the namespace and
+    # device of fit's X; None in models pickled before it was stored.
+    _offset_scale_fill = None
 
     def __init__(self, scaling="frobenius", *, modalities=None, center=True):
         self.scaling = scaling
@@ -450,6 +604,9 @@ class ConcatFusion(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         self : ConcatFusion
         """
         X = validate_modal_data(self, X, reset=True)
+        xp = get_array_namespace(X)
+        if xp is not None:
+            return self._fit_xp(X, xp)
         self._check_sparse(X)
         names = list(self.modalities_)
         present = check_finite_blocks(X, self.modalities_)
@@ -478,8 +635,60 @@ class ConcatFusion(VersionedPickleMixin, TransformerMixin, BaseEstimator):
             else:
                 scale = top_singular_value(block) / np.sqrt(n_rows)
             self.means_[name] = mean
-            self.scales_[name] = _handle_zero_scale(scale, mean)
+            self.scales_[name] = _handle_zero_scale(scale, np.max(np.abs(mean)))
+        self._offset_scale_fill = self._column_vectors(numpy_namespace)
         return self
+
+    def _fit_xp(self, X, xp):
+        """``fit`` in X's namespace and device (torch, CuPy, ...)."""
+        names = list(self.modalities_)
+        present = xp_presence_mask(X, self.modalities_)
+        xp_require_every_modality(present, names)
+        dtype = accumulation_dtype(xp, array_device(X))
+        self.means_, self.scales_ = {}, {}
+        for position, (name, cols) in enumerate(self.modalities_.items()):
+            block = xp_take_rows(xp, xp_take_columns(xp, X, cols), present[:, position])
+            block = xp.astype(block, dtype, copy=False)
+            n_rows = block.shape[0]
+            mean = xp.mean(block, axis=0)
+            if self.center:
+                block = block - mean
+            if self.scaling is None:
+                scale = 1.0
+            elif self.scaling == "frobenius":
+                scale = float(xp.sqrt(xp.sum(block * block) / n_rows))
+            else:
+                scale = xp_top_singular_value(block) / math.sqrt(n_rows)
+            self.means_[name] = mean
+            self.scales_[name] = _handle_zero_scale(scale, float(xp.max(xp.abs(mean))))
+        self._offset_scale_fill = self._column_vectors(xp)
+        return self
+
+    def _column_vectors(self, xp):
+        """Per-column offset, divisor and missing-block fill, as rows of one array.
+
+        In the namespace (and on the device) of ``means_``; the fill of a
+        column is the value its modality's fitted mean takes after
+        ``transform``: 0 when centring.
+        """
+        offsets, divisors, fills = [], [], []
+        for name in self.modalities_:
+            mean, scale = self.means_[name], self.scales_[name]
+            offset = mean if self.center else xp.zeros_like(mean)
+            offsets.append(offset)
+            divisors.append(
+                xp.full(
+                    mean.shape,
+                    float(scale),
+                    dtype=mean.dtype,
+                    device=array_device(mean),
+                )
+            )
+            fills.append((mean - offset) / float(scale))
+        stacked = xp.stack([xp.concat(offsets), xp.concat(divisors), xp.concat(fills)])
+        # The modalities' columns, stacked in modality order, back in X's order.
+        order = np.argsort(np.concatenate(list(self.modalities_.values())))
+        return xp.take(stacked, xp.asarray(order, device=array_device(stacked)), axis=1)
 
     def transform(self, X):
         """Centre and scale each block; fill missing blocks with their mean.
@@ -496,16 +705,18 @@ class ConcatFusion(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_modal_data(self, X, reset=False)
+        check_same_namespace(
+            X, self, attribute="_offset_scale_fill", method="transform"
+        )
+        xp = get_array_namespace(X)
+        if xp is not None:
+            return self._transform_xp(X, xp)
         self._check_sparse(X)
         present = check_finite_blocks(X, self.modalities_)
-        offset = np.zeros(X.shape[1])
-        divisor = np.ones(X.shape[1])
-        fill = np.zeros(X.shape[1])
-        for name, cols in self.modalities_.items():
-            if self.center:
-                offset[cols] = self.means_[name]
-            divisor[cols] = self.scales_[name]
-            fill[cols] = (self.means_[name] - offset[cols]) / self.scales_[name]
+        columns = self._offset_scale_fill
+        if columns is None:  # a model pickled before it was stored
+            columns = self._column_vectors(numpy_namespace)
+        offset, divisor, fill = columns[0], columns[1], columns[2]
         if sparse.issparse(X):
             out = nan_to_zero(X).multiply(1.0 / divisor[None, :]).tocsr()
             # Rows missing modality m get m's fill value (not stored when 0).
@@ -564,7 +775,27 @@ class ConcatFusion(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = not self.center
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        # torch / CuPy / any array API input under array_api_dispatch.
+        tags.array_api_support = True
         return tags
+
+    def _transform_xp(self, X, xp):
+        """``transform`` in X's namespace and device (torch, CuPy, ...)."""
+        present = xp_presence_mask(X, self.modalities_)
+        columns = self._offset_scale_fill
+        # In the accumulation dtype (float64 where the device has it), then
+        # X's dtype, as the numpy path computes it.
+        out = xp.astype((X - columns[0, :]) / columns[1, :], X.dtype)
+        if bool(xp.all(present)):
+            return out
+        owner = np.empty(X.shape[1], dtype=np.int64)
+        for position, cols in enumerate(self.modalities_.values()):
+            owner[cols] = position
+        present_columns = xp.take(
+            present, xp.asarray(owner, device=array_device(X)), axis=1
+        )
+        fill = xp.astype(columns[2, :], X.dtype)
+        return xp.where(present_columns, out, xp.broadcast_to(fill, out.shape))
 
     def _check_sparse(self, X):
         if sparse.issparse(X) and self.center:

@@ -17,20 +17,45 @@ relative to the array's largest entry, worst case over both namespaces):
 * float32 sums, what a device without float64 (torch MPS) runs, simulated by
   forcing float32 accumulation: correlations 5.9e-7, weights 9.3e-6,
   transform 3.3e-6. Tested at 1e-5 (correlations) and 1e-4 (weights).
+
+The estimators themselves run under array_api_dispatch (the ``dispatch``
+fixture), array_api_strict on its non-default "device1" (which refuses any
+conversion to numpy). Measured over the CASES (5 seeds) and GRADIENT_CASES
+(4 seeds), both namespaces:
+
+* partial_fit, float64: against fit on all the batches and against numpy's
+  partial_fit, correlations 1.8e-15, weights 2.8e-14 (tested at the asked
+  1e-8 and 1e-6); float32 sums: correlations 7.7e-7, weights 8.6e-6
+  (tested at 1e-5 and 1e-4).
+* solver="gradient", float64 sums (float64 or float32 X): the same epochs
+  as numpy with the same random_state; correlations 1.0e-15, weights
+  6.8e-14, transform 2.0e-14 (tested at 1e-6). float32 sums: the same
+  epochs, correlations usually 1e-7 but up to 7.3e-5, weights up to 8e-2 (a
+  run can drift to another approximate optimum; see test_gradient_float32).
 """
+
+import pickle
+import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
 import scipy.linalg
 import scipy.sparse
-from numpy.testing import assert_allclose
+import sklearn
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import get_tags
 
-from skcrossmodal import SharedProjection, _array_api
+from skcrossmodal import SharedProjection, _array_api, _gradient
 from skcrossmodal._array_api import (
+    ArrayAPIAccumulator,
     accumulation_dtype,
     fit_xp,
     get_array_namespace,
     score_xp,
+    solve_accumulated,
     transform_xp,
 )
 
@@ -54,6 +79,8 @@ def to_xp(name, X):
 def to_numpy(array):
     if hasattr(array, "cpu"):
         array = array.cpu()
+    if type(array).__module__.startswith("array_api_strict"):
+        array = array.to_device(xp_strict.Device("CPU_DEVICE"))
     return np.asarray(array)
 
 
@@ -327,3 +354,450 @@ def test_accumulation_dtype_on_cpu():
     torch = _torch()
     xp = get_array_namespace(torch.zeros((2, 2)))
     assert accumulation_dtype(xp, torch.device("cpu")) == torch.float64
+
+
+# -- estimators under array_api_dispatch ------------------------------------
+
+
+@pytest.fixture
+def dispatch(monkeypatch):
+    """sklearn's array_api_dispatch, in this process.
+
+    scikit-learn refuses to dispatch unless SCIPY_ARRAY_API=1, which scipy
+    reads when first imported, long before these tests. Nothing here calls
+    scipy on array API arrays (array_api_strict's "device1" below refuses
+    any conversion to numpy), so the variable is set for scikit-learn's
+    check only. test_array_api_dispatch.py and
+    test_sklearn_array_api_checks_of_the_gradient_solver run in a fresh
+    interpreter where it is set before the import.
+    """
+    monkeypatch.setenv("SCIPY_ARRAY_API", "1")
+    with sklearn.config_context(array_api_dispatch=True):
+        yield
+
+
+def to_device(name, X):
+    """array_api_strict on its non-default device "device1", which refuses
+    any conversion to numpy as a GPU array would; torch on the CPU."""
+    if name == "array_api_strict":
+        return xp_strict.asarray(X, device=xp_strict.Device("device1"))
+    return to_xp(name, X)
+
+
+def assert_in_namespace_of(model, Xx):
+    arrays = [
+        model.canonical_correlations_,
+        *model.weights_.values(),
+        *model.means_.values(),
+    ]
+    for array in arrays:
+        assert namespace_name(array) == namespace_name(Xx)
+        assert array.device == Xx.device
+
+
+def brute_force_moments(X, modalities):
+    """Means and 1/n covariance of the stacked modalities, two-pass."""
+    columns = np.concatenate([np.asarray(c) for c in modalities.values()])
+    stacked = X[:, columns]
+    mean = stacked.mean(axis=0)
+    centred = stacked - mean
+    return mean, centred.T @ centred / X.shape[0]
+
+
+# Batch boundaries: a 2-row first batch (the shift), a 1-row batch, uneven.
+BOUNDARIES = [2, 3, 700, 1500]
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_accumulator_batches_equal_brute_force_and_one_pass(namespace, monkeypatch):
+    widths = (5, 4, 3)
+    X = make_data(n_samples=3000, widths=widths, offset=1e4)
+    modalities = interleaved(widths)
+    # 256-row chunks inside the batches too.
+    monkeypatch.setattr(_array_api, "_CHUNK_BYTES", 1)
+    accumulator = ArrayAPIAccumulator(modalities)
+    for batch in np.split(X, BOUNDARIES):
+        accumulator.update(to_xp(namespace, batch))
+    assert accumulator.n_samples_seen == 3000
+    columns = np.concatenate(list(modalities.values()))
+    # The shift is the first batch's mean, as CovarianceAccumulator's.
+    close(accumulator.shift, X[:2, columns].mean(axis=0), 1e-12)
+    moments = accumulator.finalize()
+    mean, covariance = brute_force_moments(X, modalities)
+    close(moments.mean, mean, 1e-12)
+    for block_m in accumulator.blocks:
+        for block_l in accumulator.blocks:
+            close(
+                to_numpy(moments.covariance)[block_m, block_l],
+                covariance[block_m, block_l],
+                1e-10,
+            )
+
+    streamed = solve_accumulated(accumulator, [0.1] * 3, n_components=2, scale=True)
+    whole = fit_xp(
+        to_xp(namespace, X), modalities, [0.1] * 3, n_components=2, scale=True
+    )
+    close(streamed.correlations, to_numpy(whole.correlations), 1e-8)
+    for name in modalities:
+        close(streamed.weights[name], to_numpy(whole.weights[name]), 1e-8)
+        close(streamed.means[name], to_numpy(whole.means[name]), 1e-12)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("widths, reg, scale, layout", CASES[1:4])
+def test_partial_fit_equals_fit_and_numpy_partial_fit(
+    namespace, widths, reg, scale, layout, dispatch
+):
+    X = make_data(n_samples=2000, widths=widths, offset=100.0)
+    model = SharedProjection(2, modalities=layout(widths), reg=reg, scale=scale)
+    # reg=0 needs more rows than features in the first batch (a Cholesky).
+    batches = np.split(X, [300, 301, 1200])
+    on_device = [to_device(namespace, batch) for batch in batches]
+    streamed = clone(model)
+    for batch in on_device:
+        streamed.partial_fit(batch)
+    for batch, original in zip(on_device, batches):
+        assert_array_equal(to_numpy(batch), original)  # not modified
+    assert_in_namespace_of(streamed, on_device[0])
+    assert streamed.n_samples_seen_ == 2000 and streamed.n_iter_ == 1
+
+    whole = clone(model).fit(to_device(namespace, X))
+    numpy_streamed = clone(model)
+    for batch in batches:
+        numpy_streamed.partial_fit(batch)
+    close(
+        streamed.canonical_correlations_,
+        to_numpy(whole.canonical_correlations_),
+        1e-8,
+    )
+    close(
+        streamed.canonical_correlations_, numpy_streamed.canonical_correlations_, 1e-6
+    )
+    for name in streamed.modalities_:
+        close(streamed.weights_[name], to_numpy(whole.weights_[name]), 1e-8)
+        close(streamed.weights_[name], numpy_streamed.weights_[name], 1e-6)
+        close(streamed.means_[name], numpy_streamed.means_[name], 1e-12)
+    Xx = to_device(namespace, X)
+    close(streamed.transform(Xx), numpy_streamed.transform(X), 1e-6)
+    assert streamed.score(Xx) == pytest.approx(numpy_streamed.score(X), rel=1e-9)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_partial_fit_float32_accumulation_tolerance(namespace, dispatch, monkeypatch):
+    """A device without float64 (torch MPS) keeps float32 sums."""
+    X = make_data(n_samples=2000, widths=(6, 5)).astype(np.float32)
+    modalities = {"a": np.arange(6), "b": np.arange(6, 11)}
+    reference = SharedProjection(2, modalities=modalities, reg=0.1)
+    for batch in np.split(X, BOUNDARIES[1:]):
+        reference.partial_fit(batch)
+    monkeypatch.setattr(_array_api, "accumulation_dtype", lambda xp, device: xp.float32)
+    model = SharedProjection(2, modalities=modalities, reg=0.1)
+    for batch in np.split(X, BOUNDARIES[1:]):
+        model.partial_fit(to_device(namespace, batch))
+    assert str(model.canonical_correlations_.dtype).endswith("float32")
+    close(model.canonical_correlations_, reference.canonical_correlations_, 1e-5)
+    for name in modalities:
+        close(model.weights_[name], reference.weights_[name], 1e-4)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_fit_then_partial_fit_and_pickle_continue_the_stream(namespace, dispatch):
+    X = make_data(n_samples=1200)
+    modalities = {"a": slice(0, 5), "b": slice(5, 9)}
+    model = SharedProjection(2, modalities=modalities, reg=0.1)
+    model.fit(to_device(namespace, X[:500]))
+    model.partial_fit(to_device(namespace, X[500:900]))
+    restored = pickle.loads(pickle.dumps(model))
+    restored.partial_fit(to_device(namespace, X[900:]))
+    expected = SharedProjection(2, modalities=modalities, reg=0.1).fit(X)
+    close(restored.canonical_correlations_, expected.canonical_correlations_, 1e-8)
+    assert restored.n_samples_seen_ == 1200
+    assert_in_namespace_of(restored, to_device(namespace, X))
+    # A new fit starts a new stream.
+    model.fit(to_device(namespace, X[:300]))
+    assert model.n_samples_seen_ == 300
+
+
+def test_partial_fit_rejects_a_batch_from_another_namespace_or_device(dispatch):
+    X = make_data()
+    modalities = {"a": slice(0, 5), "b": slice(5, 9)}
+    on_device1 = SharedProjection(2, modalities=modalities, reg=0.1)
+    on_device1.partial_fit(to_device("array_api_strict", X[:200]))
+    expected = clone(on_device1).fit(X[:200]).canonical_correlations_
+    match = "partial_fit got X .* earlier batches were array_api_strict arrays"
+    others = [X[200:], xp_strict.asarray(X[200:])]  # numpy; the default device
+    try:
+        import torch
+    except ImportError:  # a test-only extra
+        torch = None
+    if torch is not None:
+        others.append(torch.asarray(X[200:]))
+    for other in others:
+        with pytest.raises(ValueError, match=match):
+            on_device1.partial_fit(other)
+    # The refused batches added nothing.
+    assert on_device1.n_samples_seen_ == 200
+    close(on_device1.canonical_correlations_, expected, 1e-12)
+    # Without dispatch an array API batch reaches partial_fit as numpy.
+    with (
+        sklearn.config_context(array_api_dispatch=False),
+        pytest.raises(ValueError, match=match),
+    ):
+        on_device1.partial_fit(xp_strict.asarray(X[200:]))
+
+    numpy_first = SharedProjection(2, modalities=modalities, reg=0.1)
+    numpy_first.partial_fit(X[:200])
+    with pytest.raises(ValueError, match="partial_fit got an array API batch"):
+        numpy_first.partial_fit(to_device("array_api_strict", X[200:]))
+    assert numpy_first.n_samples_seen_ == 200
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_partial_fit_bad_batches(namespace, dispatch):
+    X = make_data(n_samples=600)
+    modalities = {"a": slice(0, 5), "b": slice(5, 9)}
+    model = SharedProjection(2, modalities=modalities, reg=0.1)
+    model.partial_fit(to_device(namespace, X[:300]))
+    bad = X[300:].copy()
+    bad[10, 5:] = np.nan  # a missing modality
+    with pytest.raises(ValueError, match="Missing modalities .* not supported yet"):
+        model.partial_fit(to_device(namespace, bad))
+    bad[10, 5:] = X[310, 5:]
+    bad[20, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        model.partial_fit(to_device(namespace, bad))
+    # A refused batch adds nothing: the stream goes on as if never sent.
+    model.partial_fit(to_device(namespace, X[300:]))
+    expected = SharedProjection(2, modalities=modalities, reg=0.1).fit(X)
+    close(model.canonical_correlations_, expected.canonical_correlations_, 1e-8)
+
+    auto = SharedProjection(2, modalities=modalities, reg={"a": "auto", "b": 0.1})
+    with pytest.raises(ValueError, match="numeric reg.*reg='auto'"):
+        auto.partial_fit(to_device(namespace, X))
+    assert not hasattr(auto, "canonical_correlations_")
+    with pytest.raises(ValueError, match="X has 8 features"):
+        model.partial_fit(to_device(namespace, X[:, :8]))
+
+
+def test_partial_fit_memory_does_not_grow_with_rows(dispatch):
+    """O(D^2 + batch): array_api_strict arrays are numpy underneath, so
+    tracemalloc sees them."""
+
+    def peak(n_batches, batch_rows=2000, width=40):
+        rng = np.random.default_rng(0)
+        mixing = rng.normal(size=(width, width))
+        model = SharedProjection(
+            2, modalities={"a": slice(0, width), "b": slice(width, 2 * width)}
+        )
+        tracemalloc.start()
+        for _ in range(n_batches):
+            a = rng.normal(size=(batch_rows, width))
+            batch = np.hstack([a, a @ mixing + rng.normal(size=a.shape)])
+            model.partial_fit(xp_strict.asarray(batch))
+            del a, batch
+        _, result = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return result
+
+    short, long = peak(2), peak(20)
+    assert long < 1.25 * short
+    assert long < 10 * 2000 * 80 * 8
+
+
+# -- solver="gradient" ---------------------------------------------------------
+
+
+def make_views(n_samples=3000, widths=(8, 6), seed=0):
+    """Modalities sharing 3 signals (correlations about 0.95, 0.8, 0.4)."""
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n_samples, 3)) * np.array([2.0, 1.25, 0.5])
+    return np.hstack(
+        [
+            latent @ rng.normal(size=(3, w)) + rng.normal(size=(n_samples, w)) + 3.0
+            for w in widths
+        ]
+    )
+
+
+GRADIENT_CASES = [
+    # widths, layout, scale, early_stopping, whiten_max (0: Jacobi)
+    ((8, 6), contiguous, False, False, 2048),
+    ((6, 5), interleaved, True, False, 2048),
+    ((5, 6, 7), contiguous, True, True, 0),
+]
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize(
+    "widths, layout, scale, early_stopping, whiten_max", GRADIENT_CASES
+)
+def test_gradient_equals_numpy_path(
+    namespace, widths, layout, scale, early_stopping, whiten_max, dispatch, monkeypatch
+):
+    """Same random_state: the same start, batches and steps as numpy.
+
+    The initial weights and row orders are numpy draws in both; the
+    whiteners' eigenvectors have a fixed sign (_gradient._eigenvector_signs),
+    so the coordinates Adam works in agree too. What remains is rounding
+    (another BLAS), measured at 1e-15 relative on the correlations and
+    weights: the runs take the same epochs and stop at the same one.
+    """
+    monkeypatch.setattr(_gradient, "_WHITEN_MAX", whiten_max)
+    X = make_views(widths=widths)
+    model = SharedProjection(
+        3,
+        modalities=layout(widths),
+        reg=0.1,
+        scale=scale,
+        solver="gradient",
+        early_stopping=early_stopping,
+        random_state=0,
+    )
+    with sklearn.config_context(array_api_dispatch=False):
+        reference = clone(model).fit(X)
+    Xx = to_device(namespace, X)
+    fitted = clone(model).fit(Xx)
+    assert_array_equal(to_numpy(Xx), X)  # not modified
+    assert_in_namespace_of(fitted, Xx)
+    assert str(fitted.canonical_correlations_.dtype).endswith("float64")
+
+    assert fitted.n_iter_ == reference.n_iter_
+    assert_allclose(fitted.loss_curve_, reference.loss_curve_, rtol=1e-6)
+    if early_stopping:
+        assert_allclose(
+            fitted.validation_scores_, reference.validation_scores_, rtol=1e-6
+        )
+    else:
+        assert fitted.validation_scores_ is None
+    assert fitted.n_samples_seen_ == reference.n_samples_seen_
+    close(fitted.canonical_correlations_, reference.canonical_correlations_, 1e-6)
+    for name in reference.modalities_:
+        close(fitted.weights_[name], reference.weights_[name], 1e-6)
+        close(fitted.means_[name], reference.means_[name], 1e-12)
+        if scale:
+            close(fitted.scale_[name], reference.scale_[name], 1e-12)
+    for output in ["mean", "concat"]:
+        Z = fitted.set_params(output=output).transform(Xx)
+        assert namespace_name(Z) == namespace_name(Xx) and Z.device == Xx.device
+        close(Z, reference.set_params(output=output).transform(X), 1e-6)
+    assert fitted.score(Xx) == pytest.approx(reference.score(X), rel=1e-6)
+    # And both found what the closed form finds.
+    closed = SharedProjection(3, modalities=layout(widths), reg=0.1, scale=scale).fit(X)
+    assert abs(
+        float(to_numpy(fitted.canonical_correlations_).sum())
+        - closed.canonical_correlations_.sum()
+    ) < (2e-3 if early_stopping else 1e-3)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_gradient_float32(namespace, dispatch, monkeypatch):
+    X = make_views(widths=(8, 6)).astype(np.float32)
+    modalities = {"a": slice(0, 8), "b": slice(8, 14)}
+    model = SharedProjection(
+        3, modalities=modalities, reg=0.1, solver="gradient", random_state=0
+    )
+    with sklearn.config_context(array_api_dispatch=False):
+        reference = clone(model).fit(X)
+    closed = SharedProjection(3, modalities=modalities, reg=0.1).fit(X)
+
+    # float64 sums on the CPU, from the same float32 values the numpy path
+    # casts: the same computation.
+    fitted = clone(model).fit(to_device(namespace, X))
+    close(fitted.canonical_correlations_, reference.canonical_correlations_, 1e-6)
+    for name in modalities:
+        close(fitted.weights_[name], reference.weights_[name], 1e-6)
+    Z = fitted.transform(to_device(namespace, X))
+    assert str(Z.dtype).endswith("float32")
+    close(Z, reference.transform(X), 1e-5)
+
+    # float32 everything, as on a device without float64 (torch MPS). Each
+    # step's rounding (1e-7) is no longer negligible next to the solver's
+    # own accuracy, so a run can drift to another approximate optimum of
+    # the same quality: usually the correlations agree to 1e-7, but on this
+    # data torch's differ by 7e-5 (the weights by about 1%, the solver's own
+    # accuracy). Tested: each correlation within 5e-4 of the numpy path's,
+    # and the sum within 1e-3 of the numpy path's and the closed form's.
+    monkeypatch.setattr(_array_api, "accumulation_dtype", lambda xp, device: xp.float32)
+    fitted = clone(model).fit(to_device(namespace, X))
+    assert str(fitted.canonical_correlations_.dtype).endswith("float32")
+    correlations = to_numpy(fitted.canonical_correlations_).astype(np.float64)
+    assert_allclose(correlations, reference.canonical_correlations_, atol=5e-4)
+    for expected in [reference, closed]:
+        assert abs(correlations.sum() - expected.canonical_correlations_.sum()) < 1e-3
+    Z = fitted.transform(to_device(namespace, X))
+    assert str(Z.dtype).endswith("float32") and Z.shape == (X.shape[0], 3)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_gradient_bad_input(namespace, dispatch):
+    X = make_views(n_samples=400)
+    modalities = {"a": slice(0, 8), "b": slice(8, 14)}
+    model = SharedProjection(2, modalities=modalities, solver="gradient", max_iter=2)
+    missing = X.copy()
+    missing[3, 8:] = np.nan
+    with pytest.raises(ValueError, match="Missing modalities .* not supported yet"):
+        model.fit(to_device(namespace, missing))
+    infinite = X.copy()
+    infinite[5, 2] = -np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        model.fit(to_device(namespace, infinite))
+    with pytest.raises(ValueError, match="reg='auto'.*solver='gradient'"):
+        clone(model).set_params(reg="auto").fit(to_device(namespace, X))
+    with pytest.raises(AttributeError, match="partial_fit"):
+        model.partial_fit(to_device(namespace, X))
+
+
+def test_gradient_never_forms_a_features_by_features_matrix(dispatch, monkeypatch):
+    """Two modalities of 2 500 features (wider than _WHITEN_MAX: Jacobi):
+    a D x D float64 matrix would be 200 MB. array_api_strict arrays are
+    numpy underneath, so tracemalloc sees them."""
+    monkeypatch.setattr(_gradient, "_WHITEN_MAX", 2048)
+    rng = np.random.default_rng(0)
+    n, width = 300, 2500
+    latent = rng.normal(size=(n, 1))
+    X = np.hstack(
+        [latent + rng.normal(size=(n, width)), latent + rng.normal(size=(n, width))]
+    )
+    Xx = xp_strict.asarray(X)
+    model = SharedProjection(
+        2,
+        modalities={"a": slice(0, width), "b": slice(width, 2 * width)},
+        reg=1.0,
+        solver="gradient",
+        max_iter=2,
+        random_state=0,
+    )
+    tracemalloc.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(Xx)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert model.weights_["a"].shape == (width, 2)
+    # O(D q + n D): a few copies of X (batches, validation) and D x q buffers.
+    assert peak < 4 * X.nbytes + 40 * 2 * width * 4 * 8
+    assert peak < (2 * width) ** 2 * 8 / 4
+
+
+def test_array_api_support_tags():
+    modalities = {"a": slice(0, 2), "b": slice(2, 4)}
+    for solver in ["auto", "svd", "eigh", "gradient"]:
+        model = SharedProjection(modalities=modalities, solver=solver, reg=0.1)
+        assert get_tags(model).array_api_support
+    for reg in ["auto", {"a": "auto", "b": 0.1}]:
+        model = SharedProjection(modalities=modalities, reg=reg)
+        assert not get_tags(model).array_api_support
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_partial_fit_singular_first_batch_keeps_its_rows(namespace, dispatch):
+    """reg=0 and fewer rows than features: the Cholesky reduction refuses,
+    the rows are kept, and the next batch makes the stream solvable."""
+    X = make_data(n_samples=600)
+    modalities = {"a": slice(0, 5), "b": slice(5, 9)}
+    model = SharedProjection(2, modalities=modalities)
+    with pytest.raises(ValueError, match="not positive definite.*rows were added"):
+        model.partial_fit(to_device(namespace, X[:3]))
+    model.partial_fit(to_device(namespace, X[3:]))
+    expected = SharedProjection(2, modalities=modalities).fit(X)
+    close(model.canonical_correlations_, expected.canonical_correlations_, 1e-8)

@@ -57,10 +57,20 @@ def test_fit_transform_score_stay_in_the_array_namespace():
     assert result.stdout.strip() == "ok"
 
 
-def test_sklearn_array_api_checks_pass():
-    """scikit-learn's own array API checks, which need SCIPY_ARRAY_API=1."""
+@pytest.mark.parametrize(
+    "test_file, selection",
+    [
+        ("test_estimator_checks.py", "array_api"),
+        # SharedProjection(solver="gradient"), checked in test_scale.py.
+        ("test_scale.py", "test_gradient_solver_is_sklearn_compatible and array_api"),
+    ],
+)
+def test_sklearn_array_api_checks_pass(test_file, selection):
+    """scikit-learn's own array API checks, which need SCIPY_ARRAY_API=1:
+    parametrize_with_checks skips them in this process, so they run in a
+    fresh interpreter with it set."""
     env = dict(os.environ, SCIPY_ARRAY_API="1")
-    checks = os.path.join(os.path.dirname(__file__), "test_estimator_checks.py")
+    checks = os.path.join(os.path.dirname(__file__), test_file)
     result = subprocess.run(
         [
             sys.executable,
@@ -71,7 +81,7 @@ def test_sklearn_array_api_checks_pass():
             "-p",
             "no:cacheprovider",
             "-k",
-            "array_api",
+            selection,
         ],
         env=env,
         capture_output=True,
@@ -79,3 +89,56 @@ def test_sklearn_array_api_checks_pass():
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout and " failed" not in result.stdout
+
+
+FUSION_CHECKS = textwrap.dedent(
+    """
+    import warnings
+    from unittest import SkipTest
+
+    from sklearn.utils import get_tags
+    from sklearn.utils.estimator_checks import _yield_array_api_checks
+    from skcrossmodal import ConcatFusion, WeightedFusion
+
+    EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
+    SUPPORTED = [
+        WeightedFusion(modalities=EVEN_ODD),
+        WeightedFusion({"even": 1, "odd": 3}, modalities=EVEN_ODD, align="pca",
+                       n_components=2),
+        WeightedFusion(modalities=EVEN_ODD, align="shared", n_components=2,
+                       reg=0.1),
+        ConcatFusion(modalities=EVEN_ODD),
+        ConcatFusion("mfa", modalities=EVEN_ODD),
+        ConcatFusion(None, modalities=EVEN_ODD, center=False),
+    ]
+    # Not array API (Ledoit-Wolf is numpy-only): the numpy-under-dispatch check.
+    NUMPY_ONLY = [WeightedFusion(modalities=EVEN_ODD, align="shared", reg="auto")]
+    ran = 0
+    for estimators, only_numpy in ((SUPPORTED, False), (NUMPY_ONLY, True)):
+        for estimator in estimators:
+            assert get_tags(estimator).array_api_support is not only_numpy
+            name = type(estimator).__name__
+            for check in _yield_array_api_checks(estimator, only_numpy=only_numpy):
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("error")
+                        check(name, estimator)
+                except SkipTest:  # a namespace or device that is not here
+                    continue
+                ran += 1
+    # At least numpy under dispatch, array_api_strict on its 2 devices and
+    # dtypes, and the fit/transform namespace check, for each estimator.
+    assert ran >= 4 * len(SUPPORTED), ran
+    print("ok")
+    """
+)
+
+
+def test_sklearn_array_api_checks_pass_for_fusion():
+    """scikit-learn's array API checks of WeightedFusion and ConcatFusion."""
+    env = dict(os.environ, SCIPY_ARRAY_API="1")
+    result = subprocess.run(
+        [sys.executable, "-c", FUSION_CHECKS], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ok"

@@ -420,3 +420,20 @@ def test_ill_conditioned_block_keeps_correlations():
     np.testing.assert_allclose(
         model.canonical_correlations_, plain.canonical_correlations_, rtol=1e-4
     )
+
+
+def test_partial_fit_after_a_failed_fit_starts_afresh():
+    """A fit that fails (here on a row with no modality) discards the
+    statistics of the fit before it: partial_fit then starts a new stream."""
+    X, _, modalities = make_views(n=400)
+    model = SharedProjection(2, modalities=modalities, reg=0.1).fit(X[:200])
+    broken = X[200:].copy()
+    broken[5] = np.nan
+    with pytest.raises(ValueError, match="no modality present"):
+        model.fit(broken)
+    model.partial_fit(X[200:])
+    fresh = SharedProjection(2, modalities=modalities, reg=0.1).fit(X[200:])
+    np.testing.assert_allclose(
+        model.canonical_correlations_, fresh.canonical_correlations_, rtol=1e-12
+    )
+    assert model.n_samples_seen_ == 200

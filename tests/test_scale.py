@@ -295,7 +295,10 @@ def test_gradient_sparse_input_matches_closed_form():
     ours, theirs = model.transform(X), closed.transform(X)
     signs = np.sign(np.sum(ours * theirs, axis=0))
     scale = np.abs(theirs).max()
-    np.testing.assert_allclose(ours * signs, theirs, atol=0.05 * scale)
+    # The largest error over the 8000 entries is the tail of a random
+    # quantity: over random_state 0..59 it measured 0.027 to 0.079 times
+    # the scale (median 0.045), a third of the seeds above 0.05.
+    np.testing.assert_allclose(ours * signs, theirs, atol=0.1 * scale)
 
 
 def test_gradient_never_forms_a_features_by_features_matrix():
