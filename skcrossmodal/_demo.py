@@ -75,7 +75,15 @@ def run_demo(figure_path, seed=0):
 
 
 def _run(figure_path, seed):
-    import pandas as pd
+    try:
+        import pandas as pd
+    except ImportError:
+        raise SystemExit(
+            "The demo routes the columns of a pandas DataFrame (a text column "
+            "and pixel columns) through a ColumnTransformer, and pandas is not "
+            "installed. `pip install 'skcrossmodal[demo]'` adds it (and "
+            "matplotlib, for the figure)."
+        ) from None
     from sklearn.dummy import DummyClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
@@ -210,7 +218,7 @@ def _figure(path, projection, X_test, y_test, target_names, table):
     except ImportError:
         print(
             "\nmatplotlib is not installed, so no figure was written; "
-            "`pip install 'skcrossmodal[plot]'` adds it."
+            "`pip install 'skcrossmodal[demo]'` adds it."
         )
         return
 
