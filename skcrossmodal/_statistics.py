@@ -23,11 +23,13 @@ before it forms products, so what it sums is close to centred. Doing that
 needs a copy of each batch, which costs about a third of the Gram itself; the
 copy is skipped (shift zero, the Gram computed on a view of X) when the first
 batch shows every mean within ten standard deviations of zero, where at most
-two digits of the ~16 could be lost.
+two digits of the ~16 could be lost, and X is float64, C-ordered and its
+columns already in modality order. Otherwise each chunk is copied anyway
+(to float64, in modality order), and the shift is subtracted in that copy.
 
 The Gram is formed with BLAS ``syrk`` (half the flops of a general product)
 on row chunks, accumulated in place, so the only memory besides X is one
-chunk and the ``D x D`` result. Without a shift, the rows are first assumed
+chunk and the ``D x D`` result. For dense X the rows are first assumed
 complete and finite: each chunk's Gram is added, then its column sums are
 taken while it is still in cache, and a NaN or infinity shows in them. Only
 then, if one did, is the batch summed again by the general path (the
@@ -111,7 +113,7 @@ class CovarianceAccumulator:
             self.shift = self._choose_shift(X)
         step = chunk_rows(len(self.columns))
         first_general = 0
-        if not np.any(self.shift) and self._fast_path_possible(X):
+        if not sparse.issparse(X):
             # Optimistic: complete, finite rows. Sums go to a fresh
             # accumulator, merged only if every chunk was finite, unless its
             # D x D arrays would outweigh the batch (a small partial_fit
@@ -120,7 +122,7 @@ class CovarianceAccumulator:
             in_place = self.gram.nbytes > X.nbytes
             target = self if in_place else self.empty_copy()
             for first_general in range(0, X.shape[0], step):
-                chunk = X[first_general : first_general + step]
+                chunk = self._shifted_float64(X[first_general : first_general + step])
                 if not target._add_complete_rows(chunk, check_first=in_place):
                     break
             else:
@@ -192,17 +194,24 @@ class CovarianceAccumulator:
                 std = np.nanstd(head, axis=0)
         mean = np.where(np.isfinite(mean), mean, 0.0)
         unshifted_ok = np.all(np.abs(mean) <= _UNSHIFTED_MAX_RATIO * np.nan_to_num(std))
-        if unshifted_ok and self._fast_path_possible(X):
+        if unshifted_ok and self._zero_copy_possible(X):
             return np.zeros(n_columns)
+        # Chunks are copied anyway (float32, out-of-order columns, another
+        # memory layout, or a shift needed): subtracting the shift is free.
         return mean
 
-    def _fast_path_possible(self, X):
-        return (
-            not sparse.issparse(X)
-            and X.dtype == np.float64
-            and X.flags.c_contiguous
-            and self._in_order
-        )
+    def _zero_copy_possible(self, X):
+        return X.dtype == np.float64 and X.flags.c_contiguous and self._in_order
+
+    def _shifted_float64(self, chunk):
+        """The chunk's columns in modality order, minus the shift, as a C-ordered
+        float64 array: a view of X when nothing needs changing, else a copy
+        (X itself is never modified)."""
+        if not self._in_order:
+            chunk = chunk[:, self.columns]
+        if np.any(self.shift):
+            return np.subtract(chunk, self.shift, dtype=np.float64, order="C")
+        return np.asarray(chunk, dtype=np.float64, order="C")
 
     def _add_complete_rows(self, chunk, *, check_first):
         """Add a chunk assumed complete and finite; False if it was not.

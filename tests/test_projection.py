@@ -313,17 +313,24 @@ def test_missing_modalities_use_every_informative_row():
 
 
 @pytest.mark.parametrize("first_nan_row", [0, 777, 1999])
+@pytest.mark.parametrize(
+    "offset, dtype",
+    [(0.0, np.float64), (50.0, np.float64), (0.0, np.float32)],
+    ids=["view-of-X", "shifted-copy", "float32-copy"],
+)
 def test_missing_rows_anywhere_give_the_pairwise_complete_answer(
-    monkeypatch, first_nan_row
+    monkeypatch, first_nan_row, offset, dtype
 ):
-    """Complete rows take an optimistic fast path; a NaN in any chunk
-    (first, middle, last) must still end in the pairwise-complete answer,
-    however many chunks came before it."""
+    """Complete rows take an optimistic fast path (on a view of X, or on a
+    shifted float64 copy of each chunk); a NaN in any chunk (first, middle,
+    last) must still end in the pairwise-complete answer, however many
+    chunks came before it."""
     from skcrossmodal import _statistics
 
     monkeypatch.setattr(_statistics, "_CHUNK_BYTES", 1)  # 256 rows, the least
-    X, (x, y), modalities = make_views(n=2000)
-    X = X.copy()
+    X, (x, y), modalities = make_views(n=2000, offset=offset)
+    X = X.astype(dtype)
+    x, y = X[:, :7].astype(np.float64), X[:, 7:].astype(np.float64)
     X[first_nan_row : first_nan_row + 1, :7] = np.nan
     x_present = ~np.isnan(X[:, 0])
     y_present = np.ones(2000, bool)
