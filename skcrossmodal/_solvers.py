@@ -25,13 +25,14 @@ from scipy import linalg
 from scipy.linalg import lapack
 
 
-def add_ridge(covariance, blocks, ridges, keep=None):
+def add_ridge(covariance, blocks, ridges, keep=None, *, overwrite=False):
     """Return ``C_reg``: each diagonal block ``keep_m * C_mm + ridge_m * I``.
 
     ``keep`` (default all 1) is ``1 - alpha`` for a Ledoit-Wolf shrunk block;
-    the cross-covariance blocks are left as they are.
+    the cross-covariance blocks are left as they are. With ``overwrite``,
+    ``covariance`` itself is changed and returned (no ``D x D`` copy).
     """
-    regularised = covariance.copy()
+    regularised = covariance if overwrite else covariance.copy()
     keep = [1.0] * len(blocks) if keep is None else keep
     for block, ridge, factor in zip(blocks, ridges, keep):
         if factor != 1.0:
@@ -41,19 +42,22 @@ def add_ridge(covariance, blocks, ridges, keep=None):
     return regularised
 
 
-def solve(regularised, blocks, n_components, names, solver="svd"):
+def solve(regularised, blocks, n_components, names, solver="svd", *, overwrite=False):
     """Solve with ``solver`` ("svd" or "eigh") after diagonal equilibration.
 
     Dividing row and column i of both ``C_reg`` and ``D`` by ``sqrt(D_ii)``
     leaves the eigenvalues unchanged and maps the eigenvectors back by the
     same factors, whatever the ridge; it makes every feature's variance 1, so
     features measured in wildly different units (1e-8 next to 1e8) lose no
-    digits in the whitening.
+    digits in the whitening. With ``overwrite``, ``regularised`` is
+    equilibrated in place (no ``D x D`` copy) and must not be used after.
     """
     diagonal = np.sqrt(np.diag(regularised))
     tiny = np.finfo(float).tiny ** 0.25
     diagonal = np.where(diagonal > tiny, diagonal, 1.0)
-    equilibrated = regularised / np.outer(diagonal, diagonal)
+    equilibrated = regularised if overwrite else regularised.copy()
+    equilibrated /= diagonal[:, None]
+    equilibrated /= diagonal[None, :]
     if solver == "eigh":
         correlations, weights = solve_eigh(equilibrated, blocks, n_components)
     else:
@@ -68,11 +72,16 @@ def solve_eigh(regularised, blocks, n_components):
     for block in blocks:
         diagonal[block, block] = regularised[block, block]
     try:
+        # .T: the same symmetric matrices, Fortran-ordered, which LAPACK
+        # then overwrites instead of copying.
         values, vectors = linalg.eigh(
-            regularised,
-            diagonal,
+            regularised.T,
+            diagonal.T,
             subset_by_index=[dimension - n_components, dimension - 1],
             driver="gvx",
+            # Both are this module's own arrays (see solve): no D x D copies.
+            overwrite_a=True,
+            overwrite_b=True,
         )
     except linalg.LinAlgError as exc:
         raise ValueError(
@@ -123,7 +132,9 @@ def solve_svd(regularised, blocks, n_components, names):
                 product.T
             )
     values, vectors = linalg.eigh(
-        whitened, subset_by_index=[offsets[-1] - n_components, offsets[-1] - 1]
+        whitened.T,  # symmetric; Fortran order lets LAPACK overwrite it
+        subset_by_index=[offsets[-1] - n_components, offsets[-1] - 1],
+        overwrite_a=True,
     )
     weights = np.vstack(
         [

@@ -53,6 +53,9 @@ _UNSHIFTED_MAX_RATIO = 10.0
 # Rows per chunk: about 16 MB of float64 per chunk keeps syrk efficient
 # while the chunk stays small next to X.
 _CHUNK_BYTES = 16 * 2**20
+# Bytes per band of rows of the D x D covariance in finalize (a few
+# temporaries of this size live at once).
+_BAND_BYTES = 4 * 2**20
 
 
 def chunk_rows(n_columns):
@@ -297,13 +300,11 @@ class CovarianceAccumulator:
         counts = self.pair_counts
         check_pair_counts(counts, self.names)
         owner = self.block_of_column
-        gram = _symmetrized(self.gram)
         own_counts = np.diag(counts)[owner]
         delta = self.sum_given[np.arange(len(owner)), owner] / own_counts
-        given = self.sum_given[:, owner] * delta  # [i, j] = sum_given[i, l(j)] d_j
-        n_pair = counts[np.ix_(owner, owner)]
-        covariance = (gram - given - given.T + n_pair * np.outer(delta, delta)) / n_pair
-        covariance = (covariance + covariance.T) / 2
+        covariance = _pairwise_complete_covariance(
+            self.gram, self.sum_given, counts, owner, delta
+        )
         return BlockCovariance(
             names=self.names,
             blocks=self.blocks,
@@ -313,8 +314,40 @@ class CovarianceAccumulator:
             counts=counts.copy(),
             accumulator=self,
             delta=delta,
-            gram=gram,
         )
+
+
+def _pairwise_complete_covariance(gram_upper, sum_given, counts, owner, delta):
+    """``(G - A - A^T + N * delta delta^T) / N``, built a band of rows at a time.
+
+    ``G`` is the shifted Gram (upper triangle filled), ``A[i, j] =
+    sum_given[i, l(j)] * delta_j`` the mean correction and ``N[i, j] =
+    counts[l(i), l(j)]`` the rows behind entry ``(i, j)``, with ``l`` the
+    modality owning a column. Each band computes its entries on and above
+    the diagonal and mirrors them below, so the result is exactly symmetric
+    and the only memory besides it is one band (about 4 MB) at a time:
+    ``D x D`` temporaries would cost ``8 D^2`` bytes each, 800 MB at
+    ``D = 10 000``.
+    """
+    n_columns = len(owner)
+    covariance = np.empty((n_columns, n_columns))
+    band = max(16, _BAND_BYTES // (8 * n_columns))
+    for start in range(0, n_columns, band):
+        stop = min(start + band, n_columns)
+        rows, right = slice(start, stop), slice(start, None)
+        gram = np.array(gram_upper[rows, right])
+        square = gram[:, : stop - start]  # the diagonal square: upper only
+        square[...] = np.triu(square) + np.triu(square, 1).T
+        n_pair = counts[np.ix_(owner[rows], owner[right])]
+        given = sum_given[rows][:, owner[right]] * delta[right]
+        given_t = (sum_given[right][:, owner[rows]] * delta[rows]).T
+        values = gram - given - given_t + n_pair * np.outer(delta[rows], delta[right])
+        values /= n_pair
+        square = values[:, : stop - start]
+        square[...] = (square + square.T) / 2
+        covariance[rows, right] = values
+        covariance[stop:, rows] = values[:, stop - start :].T
+    return covariance
 
 
 class BlockCovariance:
@@ -331,7 +364,6 @@ class BlockCovariance:
         counts,
         accumulator,
         delta,
-        gram,
     ):
         self.names = names
         self.blocks = blocks
@@ -341,7 +373,6 @@ class BlockCovariance:
         self.counts = counts
         self._accumulator = accumulator
         self._delta = delta
-        self._gram = gram
 
     def ledoit_wolf_shrinkage(self, position, scale):
         """Ledoit-Wolf shrinkage intensity of one modality's covariance.
@@ -376,7 +407,7 @@ class BlockCovariance:
         # Sum over rows of ||(x_i - mean) / scale||^4, expanded around the
         # shifted sums (u: weighted squares, v: weighted cross term, c: const).
         delta = self._delta[block]
-        gram = self._gram[block, block]
+        gram = _symmetrized(acc.gram[block, block])
         sums = acc.sum_given[block, position]
         weighted_delta = weights * delta
         c = float(weighted_delta @ delta)

@@ -638,13 +638,15 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         )
 
     def _solve(self):
+        # A fresh covariance each time (partial_fit keeps only the sums), so
+        # it is scaled, regularised and equilibrated in place: the only
+        # D x D arrays of a fit are the accumulated Gram and this one.
         stats = self._accumulator.finalize()
         names = stats.names
         covariance = stats.covariance
         if self.scale:
             std = np.sqrt(np.diag(covariance))
             std = np.where(std > np.finfo(float).eps * max(std.max(), 1.0), std, 1.0)
-            covariance = covariance / np.outer(std, std)
         else:
             std = np.ones(covariance.shape[0])
 
@@ -658,11 +660,15 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
                 value = shrinkage * target
             self.reg_[name], self.shrinkage_[name] = float(value), float(shrinkage)
 
+        if self.scale:  # after Ledoit-Wolf, which reads the unscaled blocks
+            covariance /= std[:, None]
+            covariance /= std[None, :]
         regularised = add_ridge(
             covariance,
             stats.blocks,
             list(self.reg_.values()),
             keep=[1.0 - shrinkage for shrinkage in self.shrinkage_.values()],
+            overwrite=True,
         )
         correlations, weights = solve(
             regularised,
@@ -670,6 +676,7 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
             self.n_components,
             names,
             solver="eigh" if self.solver == "eigh" else "svd",
+            overwrite=True,
         )
         weights = weights / std[:, None]
         # Attributes of solver="gradient" only; a closed form is one pass.
