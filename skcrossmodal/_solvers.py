@@ -20,23 +20,44 @@ correlations). Both solvers return
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
 
+# Smallest factor kept of a Ledoit-Wolf shrunk block (see add_ridge).
+_MIN_KEEP = 1e-12
+
 
 def add_ridge(covariance, blocks, ridges, keep=None, *, overwrite=False):
-    """Return ``C_reg``: each diagonal block ``keep_m * C_mm + ridge_m * I``.
+    """Return the regularised covariance ``S C S + blockdiag(ridge_m I)``.
 
-    ``keep`` (default all 1) is ``1 - alpha`` for a Ledoit-Wolf shrunk block;
-    the cross-covariance blocks are left as they are. With ``overwrite``,
-    ``covariance`` itself is changed and returned (no ``D x D`` copy).
+    ``S = blockdiag(sqrt(keep_m) I)``: each diagonal block becomes
+    ``keep_m * C_mm + ridge_m * I`` and each cross block
+    ``sqrt(keep_m * keep_l) * C_ml``. ``keep`` (default all 1: a plain ridge)
+    is ``1 - alpha_m`` for a Ledoit-Wolf shrunk modality. Scaling the cross
+    blocks with the diagonal ones keeps the result a sum of positive
+    semi-definite matrices, so the canonical correlations it implies stay in
+    [0, 1]; shrinking the diagonal blocks alone does not (it inflates the
+    whitened cross-covariance by up to ``1 / (1 - alpha)``). With one common
+    ``alpha`` this is Ledoit-Wolf shrinkage of the joint covariance towards
+    ``blockdiag(mu_m I)``. A ``keep`` of 0 (Ledoit-Wolf finds the block
+    indistinguishable from ``mu I``, e.g. already white data) is raised to
+    ``_MIN_KEEP``, the limit ``alpha -> 1``: the directions stay those the
+    cross-covariance defines, and the correlations come out near 0. With
+    ``overwrite``, ``covariance`` itself is changed and returned (no
+    ``D x D`` copy).
     """
     regularised = covariance if overwrite else covariance.copy()
-    keep = [1.0] * len(blocks) if keep is None else keep
-    for block, ridge, factor in zip(blocks, ridges, keep):
-        if factor != 1.0:
-            regularised[block, block] *= factor
+    keep = [1.0] * len(blocks) if keep is None else [max(k, _MIN_KEEP) for k in keep]
+    for m, (block, ridge, factor) in enumerate(zip(blocks, ridges, keep)):
+        for l in range(m, len(blocks)):
+            product = factor * keep[l]
+            if product != 1.0:
+                regularised[block, blocks[l]] *= np.sqrt(product)
+                if l != m:
+                    regularised[blocks[l], block] *= np.sqrt(product)
         indices = np.arange(block.start, block.stop)
         regularised[indices, indices] += ridge
     return regularised
@@ -205,10 +226,30 @@ def _whitener(block_covariance):
     return vectors[:, keep] / np.sqrt(values[keep])
 
 
+# How far past 1 a correlation may come out by rounding alone (a perfect
+# correlation, e.g. reg=0 with fewer rows than features).
+_ROUNDING_PAST_ONE = 1e-7
+
+
 def _finish(values, vectors, blocks):
     n_modalities = len(blocks)
-    # Rounding can push a perfect correlation a hair past 1.
-    correlations = np.minimum((values - 1.0) / (n_modalities - 1), 1.0)
+    correlations = (values - 1.0) / (n_modalities - 1)
+    if correlations.size and correlations[0] > 1.0 + _ROUNDING_PAST_ONE:
+        # Not rounding: pairwise-complete statistics (missing modalities)
+        # need not form a positive semi-definite covariance, and then the
+        # whitened cross-covariance can have singular values above 1.
+        warnings.warn(
+            f"The largest canonical correlation came out as "
+            f"{correlations[0]:.6g}, above 1: the covariance estimated from "
+            "rows with missing modalities (each block from the rows that "
+            "carry it) is not positive semi-definite, which happens when few "
+            "rows carry both modalities compared with their widths. "
+            "Correlations are clipped at 1. Increase reg, reduce the widths "
+            "(e.g. PCA per modality), or fit on more paired rows.",
+            UserWarning,
+            stacklevel=4,
+        )
+    correlations = np.minimum(correlations, 1.0)
     weights = vectors * np.sqrt(n_modalities)
     # Deterministic signs, as svd_flip does: the largest-magnitude weight of
     # the first modality is positive in each component. (Looking at one

@@ -72,11 +72,12 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         replaces the modality's covariance by its Ledoit-Wolf estimate
         :math:`(1-\alpha) C_{mm} + \alpha \mu I` (:math:`\alpha` the analytic
         shrinkage intensity, :math:`\mu` the mean variance), as
-        ``sklearn.covariance.LedoitWolf`` computes it; that has the directions
-        of the ridge :math:`\alpha\mu/(1-\alpha)` but keeps the features' scale,
-        so data that is already white (``alpha`` near 1) is left as it is. It
-        needs fourth-moment sums, about doubling the fit time. The values used
-        are in ``reg_`` and ``shrinkage_``.
+        ``sklearn.covariance.LedoitWolf`` computes it, and its cross blocks
+        :math:`C_{ml}` by :math:`\sqrt{(1-\alpha_m)(1-\alpha_l)}\, C_{ml}`, so
+        the shrunk joint covariance stays positive semi-definite and the
+        correlations in [0, 1] (see the user guide). It needs fourth-moment
+        sums, about doubling the fit time. The values used are in ``reg_``
+        (:math:`\alpha\mu`) and ``shrinkage_`` (:math:`\alpha`).
 
     scale : bool, default=False
         Standardise each feature (unit variance over the rows that carry its
@@ -173,7 +174,8 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         :math:`\alpha\mu` for ``"auto"``.
     shrinkage_ : dict of str -> float
         The Ledoit-Wolf intensity :math:`\alpha` for ``"auto"``, else 0: the
-        block used is ``(1 - shrinkage_) * C_mm + reg_ * I``.
+        block used is ``(1 - shrinkage_) * C_mm + reg_ * I``, and each cross
+        block is scaled by ``sqrt((1 - shrinkage_[m]) * (1 - shrinkage_[l]))``.
     scale_ : dict of str -> ndarray or None
         Per-feature scale when ``scale=True``.
     n_samples_seen_ : int

@@ -161,12 +161,31 @@ def test_auto_reg_is_ledoit_wolf_per_modality():
             assert model.shrinkage_[name] == pytest.approx(alpha, rel=1e-9)
             assert model.reg_[name] == pytest.approx(alpha * mu, rel=1e-9)
             shrunk.append(LedoitWolf().fit(data).covariance_)
-        # Independent: CCA with sklearn's Ledoit-Wolf covariances.
+        # Independent: CCA on the joint covariance shrunk with sklearn's
+        # Ledoit-Wolf blocks, the cross block scaled by sqrt(keep_x keep_y).
         x, y = (StandardScaler().fit_transform(v) if scale else v for v in views)
+        keep = [1 - model.shrinkage_[name] for name in modalities]
         wx = linalg.inv(linalg.sqrtm(shrunk[0])).real
         wy = linalg.inv(linalg.sqrtm(shrunk[1])).real
-        s = linalg.svdvals(wx @ covariance(x, y) @ wy)
+        cross = np.sqrt(keep[0] * keep[1]) * covariance(x, y)
+        s = linalg.svdvals(wx @ cross @ wy)
         np.testing.assert_allclose(model.canonical_correlations_, s[:2], rtol=1e-8)
+
+
+def test_auto_reg_keeps_correlations_at_most_one_when_n_is_small():
+    """Shrinking only the within-modality blocks would inflate the whitened
+    cross-covariance by up to 1/(1 - alpha): with 40 rows for 30 + 30
+    features that gives 'correlations' above 1 (computed here). The shrunk
+    joint covariance keeps them in [0, 1]."""
+    X, views, modalities = make_views(n=40, widths=(30, 30), noise=2.0, seed=3)
+    model = SharedProjection(3, modalities=modalities, reg="auto").fit(X)
+    shrunk = [LedoitWolf().fit(view).covariance_ for view in views]
+    wx = linalg.inv(linalg.sqrtm(shrunk[0])).real
+    wy = linalg.inv(linalg.sqrtm(shrunk[1])).real
+    diagonal_only = linalg.svdvals(wx @ covariance(*views) @ wy)
+    assert diagonal_only[0] > 1.0
+    assert np.all(model.canonical_correlations_ <= 1.0)
+    assert model.canonical_correlations_[0] < 1.0
 
 
 def test_auto_reg_leaves_white_data_alone():
@@ -177,10 +196,17 @@ def test_auto_reg_leaves_white_data_alone():
     )
     auto = SharedProjection(3, modalities=modalities, reg="auto").fit(white)
     plain = SharedProjection(3, modalities=modalities, reg=0.0).fit(white)
-    np.testing.assert_allclose(
-        auto.canonical_correlations_, plain.canonical_correlations_, rtol=1e-6
-    )
+    # The directions and weights are those of plain CCA; the correlations of
+    # the shrunk joint covariance are plain's times sqrt(keep_a * keep_b),
+    # near 0 here (Ledoit-Wolf shrinks white blocks fully): same ratios.
     np.testing.assert_allclose(auto.transform(white), plain.transform(white), atol=1e-5)
+    assert max(auto.shrinkage_.values()) > 0.5
+    assert np.all(auto.canonical_correlations_ <= plain.canonical_correlations_)
+    np.testing.assert_allclose(
+        auto.canonical_correlations_ / auto.canonical_correlations_[0],
+        plain.canonical_correlations_ / plain.canonical_correlations_[0],
+        rtol=1e-6,
+    )
 
 
 def test_reg_dict_applies_per_modality():
@@ -310,6 +336,34 @@ def test_missing_modalities_use_every_informative_row():
     np.testing.assert_allclose(Z[100:], (zx[100:] + zy[100:]) / 2, rtol=1e-10)
     # Every row carried a modality, so every row was seen.
     assert model.n_samples_seen_ == 300
+
+
+def test_non_psd_pairwise_covariance_warns_and_clips_at_one():
+    """Pairwise-complete blocks need not form a positive semi-definite
+    covariance: with wide modalities and a tenth of each missing, scipy's
+    generalised eigenvalue (computed here) exceeds 1 + 1. The fit warns,
+    saying why, and clips the correlations at 1."""
+    rng = np.random.default_rng(5)
+    X, (x, y), modalities = make_views(n=600, widths=(150, 150), n_latent=4)
+    X = X.copy()
+    x_present = np.ones(600, bool)
+    y_present = np.ones(600, bool)
+    x_present[rng.choice(600, 60, replace=False)] = False
+    y_present[rng.choice(np.flatnonzero(x_present), 60, replace=False)] = False
+    X[~x_present, :150] = np.nan
+    X[~y_present, 150:] = np.nan
+
+    cxx = pairwise_complete_covariance(x, x, x_present, x_present) + 1.0 * np.eye(150)
+    cyy = pairwise_complete_covariance(y, y, y_present, y_present) + 1.0 * np.eye(150)
+    cxy = pairwise_complete_covariance(x, y, x_present, y_present)
+    block_diagonal = linalg.block_diag(cxx, cyy)
+    full = block_diagonal + np.block([[0 * cxx, cxy], [cxy.T, 0 * cyy]])
+    top = linalg.eigh(full, block_diagonal, eigvals_only=True)[-1]
+    assert top - 1 > 1.001  # the estimator itself is past 1
+
+    with pytest.warns(UserWarning, match="above 1.*not positive semi-definite"):
+        model = SharedProjection(2, modalities=modalities, reg=1.0).fit(X)
+    assert model.canonical_correlations_.max() == 1.0
 
 
 @pytest.mark.parametrize("first_nan_row", [0, 777, 1999])
