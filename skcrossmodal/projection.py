@@ -24,7 +24,7 @@ from ._base import VersionedPickleMixin, check_finite_blocks, validate_modal_dat
 from ._dask import accumulate_dask, is_dask_collection, validate_dask_data
 from ._gradient import fit_gradient
 from ._modalities import take_columns
-from ._solvers import add_ridge, solve
+from ._solvers import add_ridge, solve, solver_threads
 from ._statistics import CovarianceAccumulator
 
 
@@ -640,6 +640,10 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         )
 
     def _solve(self):
+        with solver_threads(len(self._accumulator.columns)):
+            return self._solve_statistics()
+
+    def _solve_statistics(self):
         # A fresh covariance each time (partial_fit keeps only the sums), so
         # it is scaled, regularised and equilibrated in place: the only
         # D x D arrays of a fit are the accumulated Gram and this one.
