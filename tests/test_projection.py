@@ -498,3 +498,33 @@ def test_partial_fit_after_a_failed_fit_starts_afresh():
         model.canonical_correlations_, fresh.canonical_correlations_, rtol=1e-12
     )
     assert model.n_samples_seen_ == 200
+
+
+@pytest.mark.parametrize("width, expected_threads", [(20, 1), (800, 2)])
+def test_dense_solve_of_small_problems_runs_on_one_blas_thread(
+    monkeypatch, width, expected_threads
+):
+    """Below 1 500 features in all the solve runs on one BLAS thread (no
+    hand-offs between numpy's and scipy's pools); above, it keeps the
+    caller's threads; either way the caller's setting is restored."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from skcrossmodal import projection
+
+    def blas_threads():
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    seen = set()
+    real_solve = projection.solve
+
+    def recording_solve(*args, **kwargs):
+        seen.update(blas_threads())
+        return real_solve(*args, **kwargs)
+
+    monkeypatch.setattr(projection, "solve", recording_solve)
+    X, _, modalities = make_views(n=2000, widths=(width, width))
+    with threadpool_limits(limits=2, user_api="blas"):
+        SharedProjection(2, modalities=modalities, reg=0.1).fit(X)
+        after = blas_threads()
+    assert seen == {expected_threads}
+    assert after == {2}
