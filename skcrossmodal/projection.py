@@ -168,7 +168,9 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         Descending. For two modalities, the (ridge) canonical correlations;
         for ``M`` modalities, :math:`(r-1)/(M-1)` with :math:`r` the
         generalised eigenvalue: the average pairwise correlation when each
-        modality's projection has unit variance.
+        modality's projection has unit variance. In [0, 1]: a value past 1,
+        possible only when missing modalities make the pairwise-complete
+        covariance indefinite, is clipped at 1 with a warning.
     reg_ : dict of str -> float
         The ridge added to each modality's covariance block: ``reg``, or
         :math:`\alpha\mu` for ``"auto"``.
