@@ -50,11 +50,13 @@ def validate_modal_data(estimator, X, *, reset, min_modalities=2, accept_sparse=
     return X
 
 
-def check_finite_blocks(X, modalities):
-    """Reject infinity and partial NaN; return the (n, M) presence mask."""
+def check_finite_blocks(X, modalities, *, first_row=0):
+    """Reject infinity, partial NaN and rows with no modality; return the
+    (n, M) presence mask. ``first_row`` is X's first row in the caller's
+    data (X a chunk of it), for the messages."""
     check_no_infinite(X)
     present = presence_mask(X, modalities)
-    check_rows_present(present)
+    check_rows_present(present, first_row=first_row)
     return present
 
 

@@ -82,11 +82,11 @@ def add_ridge(covariance, blocks, ridges, keep=None, *, overwrite=False):
     keep = [1.0] * len(blocks) if keep is None else [max(k, _MIN_KEEP) for k in keep]
     for m, (block, ridge, factor) in enumerate(zip(blocks, ridges, keep)):
         for l in range(m, len(blocks)):
-            product = factor * keep[l]
-            if product != 1.0:
-                regularised[block, blocks[l]] *= np.sqrt(product)
+            scale = np.sqrt(factor * keep[l])
+            if scale != 1.0:
+                regularised[block, blocks[l]] *= scale
                 if l != m:
-                    regularised[blocks[l], block] *= np.sqrt(product)
+                    regularised[blocks[l], block] *= scale
         indices = np.arange(block.start, block.stop)
         regularised[indices, indices] += ridge
     return regularised

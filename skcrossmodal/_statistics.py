@@ -45,7 +45,7 @@ import numpy as np
 from scipy import sparse
 from scipy.linalg.blas import dgemv, dsyrk
 
-from ._modalities import check_no_infinite, check_rows_present, presence_mask
+from ._base import check_finite_blocks
 
 # Largest |mean| / std seen in the first batch for which the Gram is formed
 # without a shift.
@@ -229,13 +229,13 @@ class CovarianceAccumulator:
         """
         n_rows = chunk.shape[0]
         if check_first:
-            column_sums = dgemv(1.0, chunk.T, np.ones(n_rows))
-            if not np.isfinite(column_sums).all():
+            column_sums = _finite_column_sums(chunk)
+            if column_sums is None:
                 return False
         _syrk_update(self.gram, chunk)
         if not check_first:
-            column_sums = dgemv(1.0, chunk.T, np.ones(n_rows))
-            if not np.isfinite(column_sums).all():
+            column_sums = _finite_column_sums(chunk)
+            if column_sums is None:
                 return False
         self.sum_given += column_sums[:, None]
         self.pair_counts += n_rows
@@ -247,19 +247,15 @@ class CovarianceAccumulator:
     def _shifted_with_missing_zeroed(self, chunk, first_row):
         if sparse.issparse(chunk):
             Z = chunk[:, self.columns].astype(np.float64)
-            check_no_infinite(Z)
-            present = presence_mask(Z, self._stacked)
-            check_rows_present(present, first_row=first_row)
-            Z.data[np.isnan(Z.data)] = 0.0
-            Z.eliminate_zeros()
         else:
             Z = np.asarray(chunk[:, self.columns], dtype=np.float64, order="C")
             Z -= self.shift
-            check_no_infinite(Z)
-            present = presence_mask(Z, self._stacked)
-            check_rows_present(present, first_row=first_row)
-            if not present.all():
-                np.nan_to_num(Z, copy=False, nan=0.0)
+        present = check_finite_blocks(Z, self._stacked, first_row=first_row)
+        if sparse.issparse(Z):
+            Z.data[np.isnan(Z.data)] = 0.0
+            Z.eliminate_zeros()
+        elif not present.all():
+            np.nan_to_num(Z, copy=False, nan=0.0)
         present = present.astype(np.float64)
         return Z, present, np.asarray(Z.T @ present)
 
@@ -337,7 +333,7 @@ def _pairwise_complete_covariance(gram_upper, sum_given, counts, owner, delta):
         rows, right = slice(start, stop), slice(start, None)
         gram = np.array(gram_upper[rows, right])
         square = gram[:, : stop - start]  # the diagonal square: upper only
-        square[...] = np.triu(square) + np.triu(square, 1).T
+        square[...] = _symmetrized(square)
         n_pair = counts[np.ix_(owner[rows], owner[right])]
         given = sum_given[rows][:, owner[right]] * delta[right]
         given_t = (sum_given[right][:, owner[rows]] * delta[rows]).T
@@ -452,6 +448,13 @@ def check_pair_counts(counts, names):
             "present in the same row, so nothing links them. Provide rows "
             "that carry both (paired data)."
         )
+
+
+def _finite_column_sums(chunk):
+    """Column sums of a C-ordered float64 chunk by BLAS ``gemv`` (scipy's, as
+    ``syrk``), or None when a NaN or infinity makes one non-finite."""
+    column_sums = dgemv(1.0, chunk.T, np.ones(chunk.shape[0]))
+    return column_sums if np.isfinite(column_sums).all() else None
 
 
 def _syrk_update(gram, Z):

@@ -48,13 +48,19 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_fit_transform_score_stay_in_the_array_namespace():
+def run_with_scipy_array_api(script):
+    """Run ``script`` in a fresh interpreter with SCIPY_ARRAY_API=1; it must
+    exit 0 and print exactly "ok"."""
     env = dict(os.environ, SCIPY_ARRAY_API="1")
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "ok"
+
+
+def test_fit_transform_score_stay_in_the_array_namespace():
+    run_with_scipy_array_api(SCRIPT)
 
 
 @pytest.mark.parametrize(
@@ -136,9 +142,4 @@ FUSION_CHECKS = textwrap.dedent(
 
 def test_sklearn_array_api_checks_pass_for_fusion():
     """scikit-learn's array API checks of WeightedFusion and ConcatFusion."""
-    env = dict(os.environ, SCIPY_ARRAY_API="1")
-    result = subprocess.run(
-        [sys.executable, "-c", FUSION_CHECKS], env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "ok"
+    run_with_scipy_array_api(FUSION_CHECKS)
