@@ -687,11 +687,7 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
             overwrite=True,
         )
         weights = weights / std[:, None]
-        # Attributes of solver="gradient" only; a closed form is one pass.
-        for name in ("loss_curve_", "validation_scores_"):
-            if hasattr(self, name):
-                delattr(self, name)
-        self.n_iter_ = 1
+        self._mark_closed_form()
         return self._set_solution(
             names,
             stats.blocks,
@@ -701,6 +697,13 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
             std,
             self._accumulator.n_samples_seen,
         )
+
+    def _mark_closed_form(self):
+        """A closed form is one pass, with no gradient-solver attributes."""
+        for name in ("loss_curve_", "validation_scores_"):
+            if hasattr(self, name):
+                delattr(self, name)
+        self.n_iter_ = 1
 
     def _check_array_api_reg(self):
         if any(value == "auto" for value in self._reg_values()):
@@ -748,36 +751,39 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
             n_components=self.n_components,
             scale=self.scale,
         )
-        for name in ("loss_curve_", "validation_scores_"):
-            if hasattr(self, name):
-                delattr(self, name)
-        self.canonical_correlations_ = fitted.correlations
-        self.weights_ = fitted.weights
-        self.means_ = fitted.means
-        self.scale_ = fitted.scale or {name: None for name in self.modalities_}
+        self._mark_closed_form()
         self.reg_ = {name: float(value) for name, value in zip(self.modalities_, reg)}
         self.shrinkage_ = {name: 0.0 for name in self.modalities_}
-        self.n_samples_seen_ = fitted.n_samples
-        self.n_iter_ = 1
-        self._n_features_out = (
-            self.n_components * len(self.modalities_)
-            if self.output == "concat"
-            else self.n_components
+        return self._set_fitted(
+            fitted.correlations,
+            fitted.weights,
+            fitted.means,
+            fitted.scale or {name: None for name in self.modalities_},
+            fitted.n_samples,
         )
-        return self
 
     def _set_solution(self, names, blocks, correlations, weights, mean, std, n_seen):
         """Set the fitted attributes from stacked weights, means and scales."""
+        return self._set_fitted(
+            correlations,
+            {name: weights[block, :] for name, block in zip(names, blocks)},
+            {name: mean[block] for name, block in zip(names, blocks)},
+            {
+                name: (std[block] if self.scale else None)
+                for name, block in zip(names, blocks)
+            },
+            n_seen,
+        )
+
+    def _set_fitted(self, correlations, weights, means, scale, n_seen):
+        """Set the fitted attributes from per-modality dicts."""
         self.canonical_correlations_ = correlations
-        self.weights_ = {name: weights[block, :] for name, block in zip(names, blocks)}
-        self.means_ = {name: mean[block] for name, block in zip(names, blocks)}
-        self.scale_ = {
-            name: (std[block] if self.scale else None)
-            for name, block in zip(names, blocks)
-        }
+        self.weights_ = weights
+        self.means_ = means
+        self.scale_ = scale
         self.n_samples_seen_ = n_seen
         self._n_features_out = (
-            self.n_components * len(names)
+            self.n_components * len(weights)
             if self.output == "concat"
             else self.n_components
         )
