@@ -100,6 +100,8 @@ from sklearn.externals import array_api_compat
 from sklearn.externals.array_api_compat import array_namespace
 from sklearn.externals.array_api_compat import device as array_device
 
+from ._modalities import raise_infinite
+
 # Bytes per row chunk (in the accumulation dtype). Larger than the numpy
 # path's 16 MiB: a GPU wants big matrix products, and one chunk next to X
 # (which is on the device anyway) is small.
@@ -536,11 +538,7 @@ class ArrayAPIAccumulator:
 
 def _raise_non_finite(xp, X, modalities):
     if bool(xp.any(xp.isinf(X))):
-        raise ValueError(
-            "X contains infinity. Only NaN has a meaning here (a whole "
-            "modality block of NaN marks that modality missing in the row); "
-            "replace infinite values before fitting."
-        )
+        raise_infinite()
     if bool(xp.any(xp.isnan(X))):
         raise ValueError(
             "X contains NaN. Missing modalities (a modality block of NaN in a "

@@ -10,7 +10,12 @@ from scipy.sparse.linalg import LinearOperator, svds
 from sklearn.externals.array_api_compat import array_namespace
 from sklearn.externals.array_api_compat import device as array_device
 
-from ._modalities import take_columns
+from ._modalities import (
+    raise_infinite,
+    raise_no_modality,
+    raise_partial_nan,
+    take_columns,
+)
 
 # Above this many rows *and* columns, the top singular value of a block is
 # found with ARPACK instead of an eigendecomposition of its small Gram matrix.
@@ -170,11 +175,7 @@ def xp_presence_mask(X, modalities):
     """
     xp = array_namespace(X)
     if bool(xp.any(xp.isinf(X))):
-        raise ValueError(
-            "X contains infinity. Only NaN has a meaning here (a whole "
-            "modality block of NaN marks that modality missing in the row); "
-            "replace infinite values before fitting."
-        )
+        raise_infinite()
     is_nan = xp.isnan(X)
     present, missing = [], []
     for indices in modalities.values():
@@ -190,21 +191,10 @@ def xp_presence_mask(X, modalities):
         indices = modalities[name]
         row_nan = xp_take_columns(xp, is_nan[row : row + 1, :], indices)
         _, count = _first_true(xp, xp.reshape(row_nan, (-1,)))
-        raise ValueError(
-            f"X has NaN in only part of modality {name!r} in row {row} "
-            f"({count} of {len(indices)} columns). "
-            "A modality is missing in a row only when all its columns are NaN; "
-            "impute the partial NaN (e.g. with SimpleImputer in that "
-            "modality's ColumnTransformer branch) or set the whole block to NaN."
-        )
+        raise_partial_nan(name, row, count, len(indices))
     empty = ~xp.any(present, axis=1)
     if bool(xp.any(empty)):
-        row, count = _first_true(xp, empty)
-        raise ValueError(
-            f"Row {row} of X has no modality present (all its columns are NaN; "
-            f"{count} such row(s)). Every row needs at least one modality; drop "
-            "those rows first."
-        )
+        raise_no_modality(*_first_true(xp, empty))
     return present
 
 

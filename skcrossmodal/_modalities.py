@@ -170,11 +170,37 @@ def check_rows_present(present, *, first_row=0):
     """
     empty_rows = np.flatnonzero(~present.any(axis=1))
     if empty_rows.size:
-        raise ValueError(
-            f"Row {first_row + empty_rows[0]} of X has no modality present (all "
-            f"its columns are NaN; {empty_rows.size} such row(s)). Every row "
-            "needs at least one modality; drop those rows first."
-        )
+        raise_no_modality(first_row + empty_rows[0], empty_rows.size)
+
+
+# The messages of the checks below, shared with their array API twins
+# (skcrossmodal._fusion_utils.xp_presence_mask, skcrossmodal._array_api).
+
+
+def raise_no_modality(row, count):
+    raise ValueError(
+        f"Row {row} of X has no modality present (all its columns are NaN; "
+        f"{count} such row(s)). Every row needs at least one modality; drop "
+        "those rows first."
+    )
+
+
+def raise_partial_nan(name, row, n_nan, width):
+    raise ValueError(
+        f"X has NaN in only part of modality {name!r} in row {row} "
+        f"({n_nan} of {width} columns). "
+        "A modality is missing in a row only when all its columns are NaN; "
+        "impute the partial NaN (e.g. with SimpleImputer in that "
+        "modality's ColumnTransformer branch) or set the whole block to NaN."
+    )
+
+
+def raise_infinite():
+    raise ValueError(
+        "X contains infinity. Only NaN has a meaning here (a whole "
+        "modality block of NaN marks that modality missing in the row); "
+        "replace infinite values before fitting."
+    )
 
 
 def presence_mask(X, modalities):
@@ -203,13 +229,7 @@ def presence_mask(X, modalities):
     if partial.any():
         row, position = np.argwhere(partial)[0]
         name = list(modalities)[position]
-        raise ValueError(
-            f"X has NaN in only part of modality {name!r} in row {row} "
-            f"({int(nan_counts[row, position])} of {widths[position]} columns). "
-            "A modality is missing in a row only when all its columns are NaN; "
-            "impute the partial NaN (e.g. with SimpleImputer in that "
-            "modality's ColumnTransformer branch) or set the whole block to NaN."
-        )
+        raise_partial_nan(name, row, int(nan_counts[row, position]), widths[position])
     return present
 
 
@@ -217,11 +237,7 @@ def check_no_infinite(X):
     """Raise a ValueError naming the problem if X holds +/-inf."""
     values = X.data if sparse.issparse(X) else X
     if np.isinf(values).any():
-        raise ValueError(
-            "X contains infinity. Only NaN has a meaning here (a whole "
-            "modality block of NaN marks that modality missing in the row); "
-            "replace infinite values before fitting."
-        )
+        raise_infinite()
 
 
 def take_columns(X, indices):
