@@ -612,6 +612,15 @@ def _inverse_cholesky(xp, block, name, dtype, dev):
     # Some backends (CuPy) return NaN instead of raising.
     if not bool(xp.all(xp.isfinite(factor))):
         _raise_not_positive_definite(name, None)
+    # Whether the block is numerically singular is decided relative to its
+    # scale and width, not by whether the rounded factorisation happened to
+    # succeed: an exactly rank-deficient block leaves a pivot of rounding size
+    # (~1e-16 on one CPU, a failure on another), which must not count as rank.
+    pivots = _diagonal(xp, factor) ** 2
+    width = block.shape[0]
+    tolerance = width * float(xp.finfo(dtype).eps) * float(xp.max(_diagonal(xp, block)))
+    if float(xp.min(pivots)) <= tolerance:
+        _raise_not_positive_definite(name, None)
     identity = xp.eye(block.shape[0], dtype=dtype, device=dev)
     inverse = xp.linalg.solve(factor, identity)
     # Exactly lower triangular, as L^-1 is: drop the LU solve's rounding above.
