@@ -8,12 +8,7 @@ import numpy as np
 from sklearn.utils._array_api import get_namespace
 from sklearn.utils.validation import validate_data
 
-from ._modalities import (
-    check_no_infinite,
-    check_rows_present,
-    presence_mask,
-    resolve_modalities,
-)
+from ._modalities import check_finite_blocks, resolve_modalities  # noqa: F401 (re-exported)
 from ._version import __version__
 from .exceptions import InconsistentVersionWarning
 
@@ -48,16 +43,6 @@ def validate_modal_data(estimator, X, *, reset, min_modalities=2, accept_sparse=
             min_modalities=min_modalities,
         )
     return X
-
-
-def check_finite_blocks(X, modalities, *, first_row=0):
-    """Reject infinity, partial NaN and rows with no modality; return the
-    (n, M) presence mask. ``first_row`` is X's first row in the caller's
-    data (X a chunk of it), for the messages."""
-    check_no_infinite(X)
-    present = presence_mask(X, modalities)
-    check_rows_present(present, first_row=first_row)
-    return present
 
 
 class VersionedPickleMixin:
