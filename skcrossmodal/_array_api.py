@@ -95,63 +95,22 @@ from dataclasses import dataclass
 from numbers import Real
 
 import numpy as np
-from scipy import sparse
-from sklearn.externals import array_api_compat
 from sklearn.externals.array_api_compat import array_namespace
 from sklearn.externals.array_api_compat import device as array_device
 
 from ._modalities import raise_infinite
+from ._namespace import (  # noqa: F401 (re-exported until callers move)
+    accumulation_dtype,
+    get_array_namespace,
+    to_numpy,
+)
+from ._namespace import namespace_name as _name
+from ._namespace import to_namespace as _to_namespace
 
 # Bytes per row chunk (in the accumulation dtype). Larger than the numpy
 # path's 16 MiB: a GPU wants big matrix products, and one chunk next to X
 # (which is on the device anyway) is small.
 _CHUNK_BYTES = 64 * 2**20
-
-
-def get_array_namespace(X):
-    """Return X's array API namespace, or None for numpy, sparse and the rest.
-
-    Use it to decide between the numpy path and this module: a non-None
-    result means X is an array API array that is not numpy (torch, CuPy,
-    array_api_strict, ...).
-
-    Parameters
-    ----------
-    X : object
-        The estimator's input, after ``validate_data``.
-
-    Returns
-    -------
-    xp : namespace or None
-    """
-    if isinstance(X, np.ndarray) or sparse.issparse(X):
-        return None
-    try:
-        xp = array_namespace(X)
-    except TypeError:
-        return None
-    if array_api_compat.is_numpy_namespace(xp):
-        return None
-    return xp
-
-
-def accumulation_dtype(xp, device):
-    """float64 where ``device`` supports it, else float32 (e.g. torch MPS).
-
-    Parameters
-    ----------
-    xp : namespace
-    device : device object of xp
-
-    Returns
-    -------
-    dtype : xp.float64 or xp.float32
-    """
-    try:
-        xp.zeros((1,), dtype=xp.float64, device=device)
-    except Exception:  # the device has no float64 (TypeError, RuntimeError...)
-        return xp.float32
-    return xp.float64
 
 
 @dataclass
@@ -688,11 +647,6 @@ def _check_ridges(names, ridges):
             raise ValueError(f"reg for modality {name!r} must be >= 0, got {ridge}.")
 
 
-def _name(xp):
-    """``torch`` for ``sklearn.externals.array_api_compat.torch``, etc."""
-    return xp.__name__.removeprefix("sklearn.externals.array_api_compat.")
-
-
 def _check_n_components(modalities, n_components):
     widths = [len(indices) for indices in modalities.values()]
     if n_components > min(widths):
@@ -719,35 +673,3 @@ def _take_columns(xp, X, indices, dev):
     if indices.size and indices[-1] - indices[0] + 1 == indices.size:
         return X[:, int(indices[0]) : int(indices[-1]) + 1]
     return xp.take(X, xp.asarray(indices, device=dev), axis=1)
-
-
-def to_numpy(array):
-    """A numpy array on the host with ``array``'s values, from any namespace.
-
-    For the small matrices the gradient solver moves to the host; numpy
-    arrays are returned as they are.
-    """
-    if isinstance(array, np.ndarray):
-        return array
-    if array_api_compat.is_torch_array(array):
-        return array.detach().cpu().numpy()
-    if array_api_compat.is_cupy_array(array):
-        return array.get()
-    xp = array_namespace(array)
-    if array_api_compat.is_array_api_strict_namespace(xp):
-        # Its other devices refuse numpy conversion, as a GPU's would.
-        array = array.to_device(xp.Device("CPU_DEVICE"))
-    return np.asarray(array)
-
-
-def _to_namespace(xp, array, dtype, dev):
-    """``array`` (xp or numpy) as an xp array of ``dtype`` on ``dev``."""
-    try:
-        same = array_namespace(array) is xp
-    except TypeError:
-        same = False
-    if same and array_device(array) == dev:
-        return xp.astype(array, dtype)
-    if not isinstance(array, np.ndarray):
-        array = np.asarray(array)
-    return xp.asarray(np.ascontiguousarray(array), dtype=dtype, device=dev)
