@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -43,6 +44,25 @@ def validate_modal_data(estimator, X, *, reset, min_modalities=2, accept_sparse=
             min_modalities=min_modalities,
         )
     return X
+
+
+@contextlib.contextmanager
+def restore_on_error(estimator):
+    """Leave ``estimator`` exactly as it was if the block raises.
+
+    ``fit`` and ``partial_fit`` set attributes as they go (``n_features_in_``,
+    ``modalities_``, the statistics...): a failure half way must neither
+    leave a half-updated model nor lose the previous one. Attributes are
+    replaced, never mutated in place, by the code inside, so a shallow copy
+    of ``__dict__`` is the whole previous state.
+    """
+    saved = dict(estimator.__dict__)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(saved)
+        raise
 
 
 class VersionedPickleMixin:

@@ -21,11 +21,12 @@ correlations). Both solvers return
 from __future__ import annotations
 
 import contextlib
-import warnings
 
 import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
+
+from ._conventions import finish
 
 # Below this many features in all, the dense solve runs on one BLAS thread
 # (see solver_threads).
@@ -255,37 +256,6 @@ def _whitener(block_covariance):
     return vectors[:, keep] / np.sqrt(values[keep])
 
 
-# How far past 1 a correlation may come out by rounding alone (a perfect
-# correlation, e.g. reg=0 with fewer rows than features).
-_ROUNDING_PAST_ONE = 1e-7
-
-
 def _finish(values, vectors, blocks):
-    n_modalities = len(blocks)
-    correlations = (values - 1.0) / (n_modalities - 1)
-    if correlations.size and correlations[0] > 1.0 + _ROUNDING_PAST_ONE:
-        # Not rounding: pairwise-complete statistics (missing modalities)
-        # need not form a positive semi-definite covariance, and then the
-        # whitened cross-covariance can have singular values above 1.
-        warnings.warn(
-            f"The largest canonical correlation came out as "
-            f"{correlations[0]:.6g}, above 1: the covariance estimated from "
-            "rows with missing modalities (each block from the rows that "
-            "carry it) is not positive semi-definite, which happens when few "
-            "rows carry both modalities compared with their widths. "
-            "Correlations are clipped at 1. Increase reg, reduce the widths "
-            "(e.g. PCA per modality), or fit on more paired rows.",
-            UserWarning,
-            stacklevel=4,
-        )
-    correlations = np.minimum(correlations, 1.0)
-    weights = vectors * np.sqrt(n_modalities)
-    # Deterministic signs, as svd_flip does: the largest-magnitude weight of
-    # the first modality is positive in each component. (Looking at one
-    # modality only avoids the ties between modalities that symmetric data
-    # would create, e.g. two one-feature modalities of equal variance.)
-    first = weights[blocks[0]]
-    largest = np.argmax(np.abs(first), axis=0)
-    signs = np.sign(first[largest, np.arange(first.shape[1])])
-    signs[signs == 0] = 1.0
-    return correlations, weights * signs
+    """The shared conventions (``_conventions.finish``): correlations, signs."""
+    return finish(values, vectors, blocks)

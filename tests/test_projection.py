@@ -483,16 +483,24 @@ def test_ill_conditioned_block_keeps_correlations():
     )
 
 
-def test_partial_fit_after_a_failed_fit_starts_afresh():
-    """A fit that fails (here on a row with no modality) discards the
-    statistics of the fit before it: partial_fit then starts a new stream."""
+def test_a_failed_fit_leaves_the_previous_model_and_partial_fit_starts_afresh():
+    """A fit that fails (here on a row with no modality) leaves the model it
+    would have replaced exactly as it was; fit keeps no statistics, so a
+    partial_fit after it starts a new stream, with a warning that says so."""
     X, _, modalities = make_views(n=400)
     model = SharedProjection(2, modalities=modalities, reg=0.1).fit(X[:200])
+    before = {k: np.copy(v) for k, v in model.weights_.items()}
+    state_keys = set(vars(model))
     broken = X[200:].copy()
     broken[5] = np.nan
     with pytest.raises(ValueError, match="no modality present"):
         model.fit(broken)
-    model.partial_fit(X[200:])
+    assert set(vars(model)) == state_keys
+    for name, weights in before.items():
+        np.testing.assert_array_equal(model.weights_[name], weights)
+    np.testing.assert_allclose(model.transform(X[:5]), model.transform(X[:5]))
+    with pytest.warns(UserWarning, match="partial_fit after fit starts a new"):
+        model.partial_fit(X[200:])
     fresh = SharedProjection(2, modalities=modalities, reg=0.1).fit(X[200:])
     np.testing.assert_allclose(
         model.canonical_correlations_, fresh.canonical_correlations_, rtol=1e-12
@@ -509,19 +517,19 @@ def test_dense_solve_of_small_problems_runs_on_one_blas_thread(
     caller's threads; either way the caller's setting is restored."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from skcrossmodal import projection
+    from skcrossmodal import _closed_form
 
     def blas_threads():
         return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
 
     seen = set()
-    real_solve = projection.solve
+    real_solve = _closed_form.solve
 
     def recording_solve(*args, **kwargs):
         seen.update(blas_threads())
         return real_solve(*args, **kwargs)
 
-    monkeypatch.setattr(projection, "solve", recording_solve)
+    monkeypatch.setattr(_closed_form, "solve", recording_solve)
     X, _, modalities = make_views(n=2000, widths=(width, width))
     with threadpool_limits(limits=2, user_api="blas"):
         SharedProjection(2, modalities=modalities, reg=0.1).fit(X)
