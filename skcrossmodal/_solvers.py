@@ -21,6 +21,7 @@ correlations). Both solvers return
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import numpy as np
 from scipy import linalg
@@ -34,26 +35,49 @@ _ONE_THREAD_MAX_FEATURES = 1500
 _threadpool_controller = None
 
 
+# The one-thread limit is process-wide (it sets OpenBLAS's pool size), so
+# concurrent fits (GridSearchCV's threading backend) share one: the first to
+# enter applies it, the last to leave restores the caller's setting. Without
+# the count, a fit that entered while another held the limit would save
+# "1 thread" as the original and restore it after the first had left.
+_limit_lock = threading.Lock()
+_limit_holders = 0
+_limiter = None
+
+
+@contextlib.contextmanager
 def solver_threads(n_features):
     """A context that runs the dense ``D x D`` solve on one BLAS thread when
     ``D`` is small.
 
     The solve alternates between numpy's and scipy's OpenBLAS (two thread
     pools) on matrices of a few hundred rows, where a second thread only adds
-    hand-offs: measured on two cores, a fit of 20 000 x (400 + 400) took
-    0.30 s with two threads and 0.17 s with the solve on one; at 2 400
-    features the eigensolver gains from the second thread (1.9 s against
-    2.1 s), hence the threshold. The controller is built once (scanning the
+    hand-offs (measurements on the benchmarks page); above
+    ``_ONE_THREAD_MAX_FEATURES`` the eigensolver gains from more threads.
+    Safe under concurrency: the caller's limits are restored when the last
+    concurrent solve leaves. The controller is built once (scanning the
     loaded libraries costs milliseconds), as scikit-learn does.
     """
-    global _threadpool_controller
+    global _threadpool_controller, _limit_holders, _limiter
     if n_features >= _ONE_THREAD_MAX_FEATURES:
-        return contextlib.nullcontext()
-    if _threadpool_controller is None:
-        from threadpoolctl import ThreadpoolController
+        yield
+        return
+    with _limit_lock:
+        if _limit_holders == 0:
+            if _threadpool_controller is None:
+                from threadpoolctl import ThreadpoolController
 
-        _threadpool_controller = ThreadpoolController()
-    return _threadpool_controller.limit(limits=1, user_api="blas")
+                _threadpool_controller = ThreadpoolController()
+            _limiter = _threadpool_controller.limit(limits=1, user_api="blas")
+        _limit_holders += 1
+    try:
+        yield
+    finally:
+        with _limit_lock:
+            _limit_holders -= 1
+            if _limit_holders == 0:
+                _limiter.restore_original_limits()
+                _limiter = None
 
 
 # Smallest factor kept of a Ledoit-Wolf shrunk block (see add_ridge).

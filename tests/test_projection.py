@@ -536,3 +536,33 @@ def test_dense_solve_of_small_problems_runs_on_one_blas_thread(
         after = blas_threads()
     assert seen == {expected_threads}
     assert after == {2}
+
+
+def test_concurrent_fits_leave_the_blas_thread_limit_as_it_was():
+    """Fits running at once in threads (GridSearchCV's threading backend)
+    each limit the small solve to one BLAS thread; the process's setting is
+    the caller's again once they are all done, however they interleave."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    X, _, modalities = make_views(n=3000, widths=(30, 30))
+    expected = SharedProjection(2, modalities=modalities, reg=0.1).fit(X)
+    with threadpool_limits(limits=2, user_api="blas"):
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            fitted = list(
+                pool.map(
+                    lambda _: SharedProjection(2, modalities=modalities, reg=0.1).fit(
+                        X
+                    ),
+                    range(24),
+                )
+            )
+        assert blas_threads() == {2}
+    for model in fitted:
+        np.testing.assert_allclose(
+            model.canonical_correlations_, expected.canonical_correlations_, rtol=1e-10
+        )
