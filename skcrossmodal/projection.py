@@ -196,6 +196,11 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
     validation_scores_ : list of float or None
         ``solver="gradient"`` only: the validation correlation sum of each
         epoch (``None`` without ``early_stopping``).
+    loadings_ : dict of str -> ndarray of shape (n_features_m, n_components)
+        Structure correlations of each modality (closed-form solvers): the
+        correlation of each feature with each component of its modality's
+        projection, over the rows that carry the modality. 0 for a constant
+        feature.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -243,24 +248,38 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
     normalisation and signs.
 
     **Array API input (torch, CuPy, ... on a GPU).** Under
-    ``sklearn.set_config(array_api_dispatch=True)``, ``fit``,
-    ``partial_fit``, ``transform`` and ``score`` compute in X's namespace and
-    on its device, and the fitted arrays live there (in float64 where the
-    device has it, else float32). The exact solvers use a Cholesky reduction
-    of the generalised eigenproblem (whatever ``solver`` says), so every
-    ``C_mm + reg * I`` must be positive definite; ``partial_fit`` keeps its
-    sums on the device, and every batch must come from the same namespace
-    and device. ``solver="gradient"`` runs its batches, gradients and Adam
-    steps on the device (only small ``q x q`` and ``d_m x d_m`` matrices go
-    to the host) and, with the same ``random_state``, takes the same steps
-    as on numpy. Not supported for array API input: missing modalities (NaN
-    blocks) and ``reg="auto"``. Measured against the numpy path with float64
-    sums (float64 or float32 X): correlations within 2e-15 and weights within
-    1e-13 (relative to their largest entry), for every solver. With float32
-    sums (a device without float64): the exact solvers' correlations within
-    1e-6 and weights within 1e-5; ``solver="gradient"`` within 1e-4 on the
-    correlations (its weights only to the solver's own accuracy). See
-    ``skcrossmodal._array_api``.
+    ``sklearn.set_config(array_api_dispatch=True)`` (with the environment
+    variable ``SCIPY_ARRAY_API=1`` set before scipy is imported, as
+    scikit-learn requires), ``fit``, ``partial_fit``, ``transform`` and
+    ``score`` compute in X's namespace and on its device, and the fitted
+    arrays live there (in float64 where the device has it, else float32).
+    The exact solvers use a Cholesky reduction of the generalised
+    eigenproblem (whatever ``solver`` says), so every ``C_mm + reg * I``
+    must be positive definite (judged relative to the block's scale);
+    ``partial_fit`` keeps its sums on the device, and every batch must come
+    from the same namespace and device. Not supported for array API input
+    (a clear error): missing modalities in ``fit`` and ``reg="auto"``.
+    The agreement with the numpy path is measured on the benchmarks page.
+
+    **Interpreting components.** ``loadings_`` holds the structure
+    correlations: for each feature of a modality, its correlation with each
+    component of that modality's projection, computed from the fitted
+    covariance (no second pass). Large absolute loadings name the features a
+    component is made of, whatever the features' units.
+
+    References
+    ----------
+    .. [1] H. Hotelling, "Relations between two sets of variates",
+       Biometrika 28 (1936).
+    .. [2] H. D. Vinod, "Canonical ridge and econometrics of joint
+       production", Journal of Econometrics 4 (1976).
+    .. [3] J. R. Kettenring, "Canonical analysis of several sets of
+       variables", Biometrika 58 (1971).
+    .. [4] O. Ledoit and M. Wolf, "A well-conditioned estimator for
+       large-dimensional covariance matrices", Journal of Multivariate
+       Analysis 88 (2004).
+    .. [5] J. Chapman, L. Wells and A. L. Aguila, "Unconstrained stochastic
+       CCA: unifying multiview and self-supervised learning", ICLR 2024.
 
     Examples
     --------

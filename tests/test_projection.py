@@ -566,3 +566,27 @@ def test_concurrent_fits_leave_the_blas_thread_limit_as_it_was():
         np.testing.assert_allclose(
             model.canonical_correlations_, expected.canonical_correlations_, rtol=1e-10
         )
+
+
+@pytest.mark.parametrize("scale", [False, True])
+@pytest.mark.parametrize("missing", [False, True])
+def test_loadings_are_the_structure_correlations(scale, missing):
+    """loadings_[m][j, c] is the Pearson correlation of feature j with
+    component c of modality m's projection, over the rows carrying m,
+    as np.corrcoef computes it from the data (units do not matter)."""
+    X, _, modalities = make_views(n=500, widths=(6, 4, 5), offset=3.0)
+    X[:, 2] *= 1e6  # a feature in other units
+    if missing:
+        X[:60, 6:10] = np.nan  # modality m1 missing in some rows
+    model = SharedProjection(3, modalities=modalities, reg=0.1, scale=scale).fit(X)
+    for name, columns in modalities.items():
+        block = X[:, columns]
+        rows = ~np.isnan(block).any(axis=1)
+        projection = (block[rows] - model.means_[name]) @ model.weights_[name]
+        expected = np.array(
+            [
+                [np.corrcoef(block[rows, j], projection[:, c])[0, 1] for c in range(3)]
+                for j in range(block.shape[1])
+            ]
+        )
+        np.testing.assert_allclose(model.loadings_[name], expected, atol=1e-10)
