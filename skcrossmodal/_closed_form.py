@@ -20,12 +20,13 @@ between the statistics and the solver is written anywhere else.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from numbers import Real
 
 import numpy as np
 
-from ._conventions import finish
+from ._conventions import equilibration_factors, finish
 from ._namespace import array_device, array_namespace, get_array_namespace
 from ._solvers import add_ridge, solve
 
@@ -103,6 +104,7 @@ def solve_statistics(stats, reg, *, names, blocks, n_components, scale, solver):
     xp = array_namespace(covariance)
     numpy = get_array_namespace(covariance) is None
     diagonal = _diagonal(xp, covariance)
+    _check_representable(xp, diagonal)
     std = feature_scales(xp, diagonal, stats.mean) if scale else None
     ridges, shrinkages = [], []
     for position, value in enumerate(reg):
@@ -153,6 +155,69 @@ def solve_statistics(stats, reg, *, names, blocks, n_components, scale, solver):
     return ClosedForm(correlations, weights, std, ridges, shrinkages)
 
 
+def _check_representable(xp, variances):
+    """Raise when the statistics cannot hold X's second moments.
+
+    The sums are of squares of X's values: past ~1e154 they overflow
+    float64 (the variances come out infinite or NaN), and below ~1e-146
+    they fall under float64's normal range (1e-308), where digits are lost
+    silently (denormals) and the answer would be wrong without any sign.
+    Both are judged per feature, on its own variance, so data in any units
+    within those bounds is solved as well as the units 1.
+    """
+    dtype = variances.dtype
+    if not bool(xp.all(xp.isfinite(variances))):
+        raise ValueError(
+            "The covariance of X overflowed: some of X's values (or their "
+            "spread) are too large for their squares to fit in "
+            f"{dtype} (about 1e154 and above for float64). Rescale those "
+            "features (e.g. StandardScaler in their modality's branch) and "
+            "fit again."
+        )
+    finfo = xp.finfo(dtype)
+    lossy = (variances > 0) & (
+        variances < float(finfo.smallest_normal) / float(finfo.eps)
+    )
+    if bool(xp.any(lossy)):
+        raise ValueError(
+            "Some features of X vary by so little (variance below "
+            f"{float(finfo.smallest_normal) / float(finfo.eps):.0e}) that "
+            f"their squares fall outside {dtype}'s normal range and lose "
+            "digits: the answer would be inaccurate. Rescale those features "
+            "(e.g. StandardScaler in their modality's branch, or multiply "
+            "the modality by a constant) and fit again."
+        )
+
+
+# D x D float64 arrays alive at the peak of a closed-form fit (the Gram,
+# the covariance, the solver's work arrays; measured 3.7 at D = 2400).
+_PEAK_SQUARE_ARRAYS = 4
+
+
+def physical_memory():
+    """Bytes of physical memory, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # e.g. Windows
+        return None
+
+
+def check_memory(n_features):
+    """Refuse a closed form whose D x D arrays cannot fit in this machine."""
+    needed = _PEAK_SQUARE_ARRAYS * 8 * float(n_features) ** 2
+    available = physical_memory()
+    if available is not None and needed > available:
+        raise MemoryError(
+            f"The closed form on {n_features} features needs about "
+            f"{needed / 2**30:.1f} GiB ({_PEAK_SQUARE_ARRAYS} matrices of "
+            f"{n_features} x {n_features} float64), more than this machine's "
+            f"{available / 2**30:.1f} GiB. Use GradientSharedProjection "
+            "(or solver='gradient'), whose memory is O(n_features * "
+            "n_components), or reduce the width (e.g. TruncatedSVD per "
+            "modality)."
+        )
+
+
 def check_reg(reg, names):
     """Validate ``reg`` as a dict against the modality names."""
     if not isinstance(reg, dict):
@@ -191,9 +256,7 @@ def solve_cholesky(xp, regularised, blocks, n_components, names):
     """
     dev = array_device(regularised)
     dtype = regularised.dtype
-    diagonal = xp.sqrt(_diagonal(xp, regularised))
-    tiny = float(np.finfo(np.float64).tiny) ** 0.25
-    diagonal = xp.where(diagonal > tiny, diagonal, xp.ones_like(diagonal))
+    diagonal = equilibration_factors(_diagonal(xp, regularised))
     equilibrated = regularised / (diagonal[:, None] * diagonal[None, :])
     inverse_factors = [
         _inverse_cholesky(xp, equilibrated[block, block], name, dtype, dev)

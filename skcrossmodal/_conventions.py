@@ -81,3 +81,20 @@ def sign_convention(first):
     largest = xp.argmax(xp.abs(first), axis=0)
     picked = xp.take_along_axis(first, largest[None, :], axis=0)[0, :]
     return xp.where(picked < 0, -xp.ones_like(picked), xp.ones_like(picked))
+
+
+def equilibration_factors(diagonal):
+    """``sqrt(d_i)`` for the diagonal equilibration of a covariance; 1 where
+    ``d_i`` is not positive.
+
+    Dividing row and column ``i`` by ``sqrt(d_i)`` gives every feature unit
+    variance, so features in wildly different units lose no digits in the
+    whitening. Any positive variance is equilibrated, however small: by
+    Cauchy-Schwarz ``|C_ij| <= sqrt(d_i d_j)``, so no entry can overflow,
+    and an absolute floor (say ``tiny ** 0.25`` ~ 1e-77) would leave a
+    feature measured in units of 1e-78 unequilibrated and its digits lost.
+    """
+    xp = array_namespace(diagonal)
+    positive = diagonal > 0
+    safe = xp.where(positive, diagonal, xp.ones_like(diagonal))
+    return xp.sqrt(safe)

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
 
-from ._conventions import finish
+from ._conventions import equilibration_factors, finish
 
 # Below this many features in all, the dense solve runs on one BLAS thread
 # (see solver_threads).
@@ -127,9 +127,7 @@ def solve(regularised, blocks, n_components, names, solver="svd", *, overwrite=F
     digits in the whitening. With ``overwrite``, ``regularised`` is
     equilibrated in place (no ``D x D`` copy) and must not be used after.
     """
-    diagonal = np.sqrt(np.diag(regularised))
-    tiny = np.finfo(float).tiny ** 0.25
-    diagonal = np.where(diagonal > tiny, diagonal, 1.0)
+    diagonal = equilibration_factors(np.diag(regularised))
     equilibrated = regularised if overwrite else regularised.copy()
     equilibrated /= diagonal[:, None]
     equilibrated /= diagonal[None, :]

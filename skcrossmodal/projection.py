@@ -18,6 +18,7 @@ from ._closed_form import (
     NotPositiveDefiniteError,
     _diagonal,
     any_auto,
+    check_memory,
     check_reg,
     is_auto,
     reg_values,
@@ -581,6 +582,7 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
                     "or pass numpy input."
                 )
             return ArrayAPIAccumulator(self.modalities_)
+        check_memory(self.n_features_in_)
         return CovarianceAccumulator(
             self.modalities_, self.n_features_in_, fourth_moments=any_auto(self.reg)
         )
@@ -674,6 +676,14 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
                 f"name; modalities are {names}."
             )
         check_reg(self.reg, names)
+        for option in ("mean", "concat"):
+            if self.output == option and option in names:
+                raise ValueError(
+                    f"output={option!r} is ambiguous: it is an option of "
+                    f"output and also the name of a modality. Rename the "
+                    f"modality {option!r} (the branch name in "
+                    "make_modality_transformer, or the key in modalities)."
+                )
 
     def _mark_closed_form(self):
         """A closed form is one pass, with no gradient-solver attributes."""
