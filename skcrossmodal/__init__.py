@@ -5,6 +5,7 @@ learned on one modality over to another, with ordinary scikit-learn
 estimators that take one 2-D ``X``.
 """
 
+from ._projection_cv import SharedProjectionCV
 from ._version import __version__
 from .compose import make_modality_transformer
 from .fusion import (
@@ -23,6 +24,7 @@ __all__ = [
     "LateFusionClassifier",
     "LateFusionRegressor",
     "SharedProjection",
+    "SharedProjectionCV",
     "WeightedFusion",
     "make_modality_transformer",
     "__version__",

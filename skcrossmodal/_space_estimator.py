@@ -117,7 +117,8 @@ class SharedSpaceMixin:
                 f"output={self.output!r} is not 'mean', 'concat' or a modality "
                 f"name; modalities are {names}."
             )
-        check_reg(self.reg, names)
+        if hasattr(self, "reg"):
+            check_reg(self.reg, names)
         for option in ("mean", "concat"):
             if self.output == option and option in names:
                 raise ValueError(
