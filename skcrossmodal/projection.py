@@ -392,7 +392,7 @@ class SharedProjection(
 
     @available_if(lambda self: self._check_partial_fit_solver())
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y=None):
+    def partial_fit(self, X, y=None, *, solve=True):
         """Add a batch of rows and refit; equals ``fit`` on all batches so far.
 
         The sufficient statistics (sums shifted by the first batch's means,
@@ -409,6 +409,11 @@ class SharedProjection(
         namespace and on their device, and every batch must come from that
         namespace and device.
 
+        Each call solves the ``D x D`` eigenproblem again, which costs as
+        much as summing about ``D`` more rows: over many
+        small batches of wide data, pass ``solve=False`` for all but the last
+        batch, and the stream costs what ``fit`` on its rows costs.
+
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame, dask array} of shape \
@@ -416,6 +421,10 @@ class SharedProjection(
             One batch of rows.
         y : None
             Ignored.
+        solve : bool, default=True
+            Refit from the statistics after adding the batch. With
+            ``False`` only the statistics grow; the fitted attributes (if
+            any) stay those of the last call that solved, until one does.
 
         Returns
         -------
@@ -436,6 +445,8 @@ class SharedProjection(
         # The batch is in the statistics from here on, even if the solve
         # below fails (more rows may make it succeed).
         self._accumulator = accumulator
+        if not solve:
+            return self
         with restore_on_error(self):
             try:
                 return self._solve(accumulator)

@@ -590,3 +590,27 @@ def test_loadings_are_the_structure_correlations(scale, missing):
             ]
         )
         np.testing.assert_allclose(model.loadings_[name], expected, atol=1e-10)
+
+
+def test_partial_fit_without_solving_defers_the_solve_to_the_last_batch():
+    """solve=False only grows the statistics: the model stays as it was
+    (unfitted before any solve), and the batch that solves gives fit's
+    answer on every row so far."""
+    X, _, modalities = make_views(n=1000)
+    model = SharedProjection(2, modalities=modalities, reg=0.1)
+    for start in range(0, 800, 100):
+        model.partial_fit(X[start : start + 100], solve=False)
+    assert not hasattr(model, "canonical_correlations_")
+    model.partial_fit(X[800:900])
+    solved_at_900 = model.canonical_correlations_.copy()
+    model.partial_fit(X[900:], solve=False)
+    np.testing.assert_array_equal(model.canonical_correlations_, solved_at_900)
+    assert model.n_samples_seen_ == 900
+    model.partial_fit(X[900:901], solve=True)
+    expected = SharedProjection(2, modalities=modalities, reg=0.1).fit(
+        np.vstack([X, X[900:901]])
+    )
+    np.testing.assert_allclose(
+        model.canonical_correlations_, expected.canonical_correlations_, rtol=1e-10
+    )
+    assert model.n_samples_seen_ == 1001
