@@ -348,7 +348,8 @@ class AudioFeaturizer(TransformerMixin, BaseEstimator):
         pooling = _check_choice(self.pooling, _POOLINGS, "pooling")
         if self.dtype not in (None, np.float32, np.float64):
             raise ValueError(
-                f"dtype must be None, numpy.float32 or numpy.float64, got {self.dtype!r}."
+                "dtype must be None, numpy.float32 or numpy.float64, got "
+                f"{self.dtype!r}."
             )
         if "mfcc" in features and self.n_mfcc > self.n_mels:
             raise ValueError(
@@ -407,9 +408,15 @@ def _check_choice(values, allowed, name):
 
 def _clips(X):
     """The clips of X as a list (see AudioFeaturizer's Notes)."""
-    if hasattr(X, "iloc") and hasattr(X, "columns"):  # a pandas DataFrame
-        if X.shape[1] == 1 and X.dtypes.iloc[0] == object:
-            X = X.iloc[:, 0]
+    # One DataFrame column of objects (arrays, paths, pairs): its items.
+    # Numeric columns fall through to the table of equal-length clips.
+    if (
+        hasattr(X, "iloc")
+        and hasattr(X, "columns")
+        and X.shape[1] == 1
+        and getattr(X.dtypes.iloc[0], "kind", "O") not in "iufcb"
+    ):
+        X = X.iloc[:, 0]
     if hasattr(X, "iloc") and not hasattr(X, "columns"):  # a pandas Series
         X = X.to_numpy()
     if isinstance(X, str | bytes):
@@ -417,7 +424,7 @@ def _clips(X):
             "X must be a sequence of clips; to featurise one file, pass [path]."
         )
     if isinstance(X, list | tuple) or (
-        isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype == object
+        isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind in "OUS"
     ):
         items = list(X)
         if not items:
