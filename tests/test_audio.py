@@ -430,3 +430,68 @@ def test_column_transformer_text_image_audio_under_grid_search():
     )
     assert search.best_params_["sharedprojection__reg"] in (0.01, 1.0)
     assert np.isfinite(search.best_score_)
+
+
+# ------------------------------------------------------------ the speech demo
+
+
+def brute_force_chance(y_query, y_gallery, metric):
+    """Average of the metric over every ordering of the gallery."""
+    import itertools
+
+    from skcrossmodal.metrics import mean_average_precision, recall_at_k
+
+    n = len(y_gallery)
+    values = []
+    for order in itertools.permutations(range(n)):
+        scores = np.tile(-np.asarray(order, dtype=float), (len(y_query), 1))
+        if metric == "map":
+            values.append(mean_average_precision(y_query, y_gallery, scores))
+        else:
+            values.append(recall_at_k(y_query, y_gallery, scores, k=metric))
+    return np.mean(values)
+
+
+def test_demo_chance_levels_are_exact():
+    from skcrossmodal._demo_speech import (
+        chance_average_precision,
+        chance_recall_at_k,
+    )
+
+    y_gallery = np.array([0, 0, 1, 2, 2, 2])
+    y_query = np.array([0, 1, 2, 2])
+    for k in (1, 2, 4):
+        assert chance_recall_at_k(y_query, y_gallery, k) == pytest.approx(
+            brute_force_chance(y_query, y_gallery, k)
+        )
+    assert chance_average_precision(y_query, y_gallery) == pytest.approx(
+        brute_force_chance(y_query, y_gallery, "map")
+    )
+    # paired relevance: one relevant item each
+    paired = np.arange(5)
+    assert chance_recall_at_k(None, paired, 2) == pytest.approx(2 / 5)
+    assert chance_average_precision(None, paired) == pytest.approx(
+        brute_force_chance(paired, paired, "map")
+    )
+
+
+def test_speech_demo_runs_and_beats_chance(capsys):
+    pytest.importorskip("pandas")
+    from skcrossmodal.__main__ import main
+
+    assert main(["demo", "--dataset", "speech"]) == 0
+    out = capsys.readouterr().out
+    table = {}
+    for line in out.splitlines():
+        parts = line.rsplit(maxsplit=3)
+        if len(parts) == 4 and parts[-1].replace(".", "").isdigit():
+            table[parts[0].strip()] = float(parts[1]), float(parts[3])
+    retrieval = [task for task in table if "recall@1" in task]
+    transfer = [task for task in table if "labels from" in task]
+    assert len(retrieval) == 3 and len(transfer) == 2
+    for task in retrieval:
+        value, chance = table[task]
+        assert value > 3 * chance, task
+    for task in transfer:
+        value, chance = table[task]
+        assert value > chance + 0.1, task
