@@ -76,10 +76,14 @@ class AudioFeaturizer(TransformerMixin, BaseEstimator):
     **Pooling** reduces each frame-level feature to the statistics in
     ``pooling`` over the frames of the clip.
 
-    The conventions (HTK mel scale, :math:`1/N` power, frames starting at 0,
-    rectangular-free triangles on exact bin frequencies) are those of
+    The conventions (HTK mel scale, power divided by :math:`N`, frames
+    starting at sample 0, triangles of peak 1) are those of
     python_speech_features, against which the test suite checks the log-mel
-    energies on real speech.
+    energies, MFCCs and deltas on real speech. One difference:
+    python_speech_features rounds each band edge down to an FFT bin, while the
+    triangles here are evaluated at the exact bin frequencies; the two agree
+    more closely as ``n_fft`` grows (to within 0.1 in log energy, most
+    values within 0.01, at ``n_fft=4096`` and 8 kHz).
 
     Parameters
     ----------
