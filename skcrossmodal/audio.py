@@ -283,6 +283,23 @@ class AudioFeaturizer(TransformerMixin, BaseEstimator):
             dtype = np.float32 if float32 else np.float64
         return np.vstack([row for row, _ in results]).astype(dtype, copy=False)
 
+    def fit_transform(self, X, y=None):
+        """Featurise each clip (``fit`` learns nothing, so this reads X once).
+
+        Parameters
+        ----------
+        X : sequence of clips
+            As in :meth:`transform`.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_clips, n_features_out)
+            The pooled features, named by :meth:`get_feature_names_out`.
+        """
+        return self.transform(X)
+
     def get_feature_names_out(self, input_features=None):
         """Names of the output features, ``<feature>_<statistic>``.
 

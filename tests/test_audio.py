@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import python_speech_features as psf
 from scipy import signal
 from scipy.io import wavfile
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -31,8 +32,6 @@ from skcrossmodal._audio_features import (
 )
 from skcrossmodal.audio import AudioFeaturizer
 from skcrossmodal.datasets import load_speech
-
-psf = pytest.importorskip("python_speech_features")
 
 RATE = 8000
 EPS = np.finfo(np.float64).eps
@@ -303,6 +302,18 @@ def test_containers_and_names(clips):
         width = (8 + 4) * (deltas + 1) * len(pooling)
         assert small.transform(clips[:2]).shape == (2, width)
         assert len(small.get_feature_names_out()) == width
+
+
+def test_set_output_pandas_keeps_the_index_and_names(clips):
+    pd = pytest.importorskip("pandas")
+    series = pd.Series(clips[:3], index=[5, 6, 7], dtype=object)
+    featurizer = AudioFeaturizer(sample_rate=RATE).set_output(transform="pandas")
+    out = featurizer.fit_transform(series)
+    assert list(out.index) == [5, 6, 7]
+    assert list(out.columns) == list(featurizer.get_feature_names_out())
+    np.testing.assert_array_equal(
+        out.to_numpy(), AudioFeaturizer(sample_rate=RATE).transform(clips[:3])
+    )
 
 
 def test_short_and_silent_clips():
