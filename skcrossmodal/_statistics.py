@@ -349,10 +349,13 @@ class CovarianceAccumulator:
         weights = self._check_weights(sample_weight, X, xp)
         if X.shape[0] == 0:
             return self
-        if xp is None:
-            batch = self._numpy_batch(X, weights)
-        else:
-            batch = self._xp_batch(X, weights, xp)
+        # Infinity, NaN and overflow are found and raised as clear errors
+        # below; numpy's own warnings on the way would only add noise.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if xp is None:
+                batch = self._numpy_batch(X, weights)
+            else:
+                batch = self._xp_batch(X, weights, xp)
         if batch is not None:
             self._absorb(batch)
         return self
@@ -631,10 +634,11 @@ class CovarianceAccumulator:
 
         def chunks():
             for start in range(0, X.shape[0], step):
-                chunk = X[start : min(start + step, X.shape[0]), :]
+                stop = min(start + step, X.shape[0])
+                chunk = X[start:stop, :]
                 if column_index is not None:
                     chunk = xp.take(chunk, column_index, axis=1)
-                w = None if weights is None else weights[start : start + step]
+                w = None if weights is None else weights[start:stop]
                 yield start, xp.astype(chunk, dtype), w
 
         shift = self.shift
@@ -657,7 +661,7 @@ class CovarianceAccumulator:
             batch.sum_given = batch.sum_given + sums[:, None]
             total = X.shape[0] if weights is None else xp.sum(weights)
             batch.pair_counts = batch.pair_counts + total
-            n_rows = X.shape[0] if weights is None else int(xp.sum(weights > 0))
+            n_rows = X.shape[0] if weights is None else _xp_count(xp, weights > 0)
             batch.pair_rows += np.full((n_blocks, n_blocks), n_rows, dtype=np.int64)
             batch.n_rows = n_rows
             return batch
@@ -678,7 +682,7 @@ class CovarianceAccumulator:
             counted = present if w is None else present & (w > 0)[:, None]
             counted = np.asarray(to_numpy(counted), dtype=np.int64)
             batch.pair_rows += counted.T @ counted
-            batch.n_rows += Z.shape[0] if w is None else int(xp.sum(w > 0))
+            batch.n_rows += Z.shape[0] if w is None else _xp_count(xp, w > 0)
             if self.fourth_moments:
                 batch._xp_fourth_moments(xp, Z, w)
         return batch
@@ -718,6 +722,10 @@ def _xp_nanmean(xp, chunk):
     totals = xp.sum(xp.where(is_nan, xp.zeros_like(chunk), chunk), axis=0)
     mean = totals / xp.where(counts > 0, counts, xp.ones_like(counts))
     return xp.where(xp.isfinite(mean), mean, xp.zeros_like(mean))
+
+
+def _xp_count(xp, mask):
+    return int(xp.sum(xp.astype(mask, xp.int64)))
 
 
 def _xp_diagonal(xp, matrix):
