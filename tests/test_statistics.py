@@ -6,12 +6,12 @@ CPU, and compares with a brute-force pairwise-complete, weighted covariance
 computed here in extended precision (``np.longdouble``), row by row
 definitions and nothing of the accumulator's algebra.
 
-Tolerances, measured (largest error relative to the largest variance of the
-data, worst case over the namespaces and seeds below): plain data 2e-15;
-offsets 1e8 + N(0, 1) in every path (dense, sparse, mixed, Dask with sparse
-chunks) 3e-9, where the unshifted sums would be off by O(1); integer weights
-against repeated rows 3e-15; Ledoit-Wolf against scikit-learn 1e-13.
-Tested at 1e-10 (1e-7 with offsets).
+Tolerances, measured (largest error relative to the largest variance, worst
+over the namespaces and 3 seeds): plain data 4e-16; offsets 1e8 + signal in
+every path (dense, sparse, mixed, array API, Dask with sparse chunks) 3e-14,
+where sums without the shift would be off by O(1) (the sparse paths were,
+before the shift reached them); integer weights against repeated rows 1e-15;
+Ledoit-Wolf against scikit-learn 3e-15 (relative). Tested at 1e-10.
 """
 
 import numpy as np
@@ -210,7 +210,7 @@ def test_large_offsets_give_the_dense_answer_in_every_path(path, small_chunks):
         )
         for kind, batch in zip(kinds, (first, second)):
             acc.update(convert(kind, batch))
-        assert_statistics(acc.finalize(), X, rtol=1e-7)
+        assert_statistics(acc.finalize(), X, rtol=1e-10)
 
 
 def test_sparse_offsets_in_dask_chunks(small_chunks):
@@ -222,7 +222,7 @@ def test_sparse_offsets_in_dask_chunks(small_chunks):
     from skcrossmodal._dask import accumulate_dask
 
     acc = accumulate_dask(lazy, CovarianceAccumulator(MODALITIES, N_FEATURES))
-    assert_statistics(acc.finalize(), X, rtol=1e-7)
+    assert_statistics(acc.finalize(), X, rtol=1e-10)
 
 
 # -- sample_weight ------------------------------------------------------------
