@@ -424,12 +424,14 @@ class CovarianceAccumulator:
         head = X[: chunk_rows(n_columns)]
         head = head[:, self.columns] if not self._in_order else head
         if sparse.issparse(head):
-            head = head.toarray()
-        # Plain moments first: nanmean/nanstd copy the head, and complete
-        # data (the common case) has no NaN to skip.
-        with np.errstate(invalid="ignore", over="ignore"):  # inf: raised later
-            mean, std = head.mean(axis=0), head.std(axis=0)
-        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            mean, std = _sparse_nan_moments(head)
+        else:
+            # Plain moments first: nanmean/nanstd copy the head, and complete
+            # data (the common case) has no NaN to skip.
+            with np.errstate(invalid="ignore", over="ignore"):  # inf: later
+                mean, std = head.mean(axis=0), head.std(axis=0)
+        finite = np.isfinite(mean).all() and np.isfinite(std).all()
+        if not (finite or sparse.issparse(head)):
             with warnings.catch_warnings():
                 # All-NaN columns (a modality missing in every head row).
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -722,6 +724,24 @@ def _xp_nanmean(xp, chunk):
     totals = xp.sum(xp.where(is_nan, xp.zeros_like(chunk), chunk), axis=0)
     mean = totals / xp.where(counts > 0, counts, xp.ones_like(counts))
     return xp.where(xp.isfinite(mean), mean, xp.zeros_like(mean))
+
+
+def _sparse_nan_moments(head):
+    """Column means and standard deviations of a sparse head over its non-NaN
+    entries, without making it dense (wide tf-idf would not fit). The
+    variance from raw moments is only used to judge |mean| against spread:
+    where it cancels, the ratio is large either way."""
+    head = head.tocsc(copy=True).astype(np.float64)
+    head.sum_duplicates()
+    columns = np.repeat(np.arange(head.shape[1]), np.diff(head.indptr))
+    nan = np.isnan(head.data)
+    valid = head.shape[0] - np.bincount(columns[nan], minlength=head.shape[1])
+    head.data[nan] = 0.0
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        mean = np.asarray(head.sum(axis=0)).ravel() / valid
+        square = np.asarray(head.multiply(head).sum(axis=0)).ravel() / valid
+        std = np.sqrt(np.maximum(square - mean * mean, 0.0))
+    return mean, std
 
 
 def _xp_count(xp, mask):
