@@ -129,7 +129,7 @@ def accumulate_dask(X, accumulator):
     Parameters
     ----------
     X : dask.array.Array of shape (n_samples, n_features)
-        Validated with :func:`validate_dask_data`.
+        Checked with :func:`check_dask_array`.
     accumulator : CovarianceAccumulator
         Empty (``fit``, first ``partial_fit``) or holding earlier batches; its
         shift is fixed from X's first row chunk if it has none yet.

@@ -68,6 +68,7 @@ from scipy import sparse
 from scipy.linalg.blas import dgemv, dsyrk
 
 from ._covariance import BlockCovariance, block_covariance, check_pair_counts
+from ._dask import is_dask_collection
 from ._modalities import check_finite_blocks, raise_infinite
 from ._namespace import (
     accumulation_dtype,
@@ -291,7 +292,8 @@ class CovarianceAccumulator:
             return
         xp = self.namespace
         try:
-            x_xp = get_array_namespace(X)
+            # A Dask array's chunks are numpy or sparse: numpy sums.
+            x_xp = None if is_dask_collection(X) else get_array_namespace(X)
         except Exception:  # noqa: BLE001 (anything unknown is not array API)
             x_xp = None
         if xp is None:

@@ -225,6 +225,28 @@ def test_sparse_offsets_in_dask_chunks(small_chunks):
     assert_statistics(acc.finalize(), X, rtol=1e-10)
 
 
+@pytest.mark.parametrize("started", [False, True])
+def test_a_rejected_dask_array_leaves_the_statistics_as_they_were(started):
+    da = pytest.importorskip("dask.array")
+    from skcrossmodal._dask import accumulate_dask
+
+    X = make_data(n=900)
+    acc = CovarianceAccumulator(MODALITIES, N_FEATURES)
+    if started:
+        acc.update(X[:100])
+    before = snapshot(acc)
+    bad = X.copy()
+    bad[700, MODALITIES["b"][0]] = np.inf  # in the last of three chunks
+    with pytest.raises(ValueError, match="infinity"):
+        accumulate_dask(da.from_array(bad, chunks=(300, N_FEATURES)), acc)
+    assert_same_state(before, snapshot(acc))
+    # Dask chunks are numpy: they join numpy sums, not array API ones.
+    acc.check_compatible(da.from_array(X), method="partial_fit")
+    torch_first = accumulate("torch", [X])
+    with pytest.raises(ValueError, match="same array namespace and device"):
+        torch_first.check_compatible(da.from_array(X), method="partial_fit")
+
+
 # -- sample_weight ------------------------------------------------------------
 
 
