@@ -67,9 +67,16 @@ import numpy as np
 from scipy import sparse
 from scipy.linalg.blas import dgemv, dsyrk
 
+from ._batch_sums import (
+    sparse_nan_moments,
+    sum_sparse,
+    sum_sparse_densified,
+    xp_batch,
+    xp_diagonal,
+)
 from ._covariance import BlockCovariance, block_covariance, check_pair_counts
 from ._dask import is_dask_collection
-from ._modalities import check_finite_blocks, raise_infinite
+from ._modalities import check_finite_blocks
 from ._namespace import (
     accumulation_dtype,
     array_device,
@@ -222,8 +229,8 @@ class CovarianceAccumulator:
             parts += [np.diagonal(g) for g in self.square_gram or []]
             return np.concatenate(parts)
         xp = array_namespace(self.gram)
-        parts = [_xp_diagonal(xp, self.gram)]
-        parts += [_xp_diagonal(xp, g) for g in self.square_gram or []]
+        parts = [xp_diagonal(xp, self.gram)]
+        parts += [xp_diagonal(xp, g) for g in self.square_gram or []]
         return xp.concat(parts)
 
     def merge(self, other):
@@ -357,7 +364,7 @@ class CovarianceAccumulator:
             if xp is None:
                 batch = self._numpy_batch(X, weights)
             else:
-                batch = self._xp_batch(X, weights, xp)
+                batch = xp_batch(self, X, weights, xp, _XP_CHUNK_BYTES)
         if batch is not None:
             self._absorb(batch)
         return self
@@ -414,9 +421,9 @@ class CovarianceAccumulator:
             return batch
         batch = self._fresh(shift, large)
         if large.any() or (self.fourth_moments and np.any(shift)):
-            batch._sum_sparse_densified(X, weights)
+            sum_sparse_densified(batch, X, weights, chunk_rows(n_columns))
         else:
-            batch._sum_sparse(X, weights)
+            sum_sparse(batch, X, weights, chunk_rows(n_columns))
         return batch
 
     def _choose_shift(self, X):
@@ -426,7 +433,7 @@ class CovarianceAccumulator:
         head = X[: chunk_rows(n_columns)]
         head = head[:, self.columns] if not self._in_order else head
         if sparse.issparse(head):
-            mean, std = _sparse_nan_moments(head)
+            mean, std = sparse_nan_moments(head)
         else:
             # Plain moments first: nanmean/nanstd copy the head, and complete
             # data (the common case) has no NaN to skip.
@@ -583,126 +590,6 @@ class CovarianceAccumulator:
                 _syrk_update(square_gram, root)
                 square_cross += weighted.T @ Z_block
 
-    def _sum_sparse(self, X, weights):
-        """Products of the sparse rows as they are; the shift is applied to
-        the batch's sums at the end (this accumulator is fresh)."""
-        step = chunk_rows(len(self.columns))
-        for start in range(0, X.shape[0], step):
-            w = None if weights is None else weights[start : start + step]
-            chunk = X[start : start + step]
-            Z = chunk[:, self.columns].astype(np.float64)
-            present = check_finite_blocks(Z, self._stacked, first_row=start)
-            Z.sum_duplicates()
-            Z.data[np.isnan(Z.data)] = 0.0
-            Z.eliminate_zeros()
-            self._add(Z, present, w)
-        s = self.shift
-        if np.any(s):
-            # Sum over rows of (z_i - s_i)(z_j - s_j) where both blocks are
-            # present, from the raw sums: G - A - A^T + N s s^T with
-            # A[i, j] = S[i, l(j)] s_j, and S[i, l] - s_i N[l(i), l].
-            owner = self.block_of_column
-            counts = self.pair_counts
-            given = self.sum_given[:, owner] * s[None, :]
-            self.gram += counts[np.ix_(owner, owner)] * np.outer(s, s)
-            self.gram -= given
-            self.gram -= given.T
-            self.sum_given -= s[:, None] * counts[owner, :]
-
-    def _sum_sparse_densified(self, X, weights):
-        """A column's mean is large against its spread: dense row chunks,
-        shifted, as dense input would be summed."""
-        step = chunk_rows(len(self.columns))
-        for start in range(0, X.shape[0], step):
-            w = None if weights is None else weights[start : start + step]
-            chunk = X[start : start + step][:, self.columns].toarray()
-            Z = chunk - self.shift
-            present = check_finite_blocks(Z, self._stacked, first_row=start)
-            if not present.all():
-                np.nan_to_num(Z, copy=False, nan=0.0)
-            self._add(np.ascontiguousarray(Z), present, w)
-
-    # -- array API ----------------------------------------------------------
-
-    def _xp_batch(self, X, weights, xp):
-        dev = array_device(X)
-        if not xp.isdtype(X.dtype, "real floating"):
-            raise TypeError(
-                "X must have a real floating dtype (float32 or float64), got "
-                f"{X.dtype}."
-            )
-        dtype = self._accumulation_dtype(xp, dev)
-        itemsize = 8 if dtype == xp.float64 else 4
-        step = chunk_rows(len(self.columns), itemsize, _XP_CHUNK_BYTES)
-        column_index = None if self._in_order else xp.asarray(self.columns, device=dev)
-
-        def chunks():
-            for start in range(0, X.shape[0], step):
-                stop = min(start + step, X.shape[0])
-                chunk = X[start:stop, :]
-                if column_index is not None:
-                    chunk = xp.take(chunk, column_index, axis=1)
-                w = None if weights is None else weights[start:stop]
-                yield start, xp.astype(chunk, dtype), w
-
-        shift = self.shift
-        if shift is None:
-            shift = _xp_nanmean(xp, next(chunks())[1])
-        batch = self._fresh(shift, None, xp, dtype, dev)
-        sums = None
-        for _, chunk, w in chunks():
-            Z = chunk - shift
-            Zw = Z if w is None else Z * w[:, None]
-            batch.gram = batch.gram + Zw.T @ Z
-            column_sums = xp.sum(Zw, axis=0)
-            sums = column_sums if sums is None else sums + column_sums
-            if self.fourth_moments:
-                batch._xp_fourth_moments(xp, Z, w)
-        # NaN or infinity anywhere makes the column sums non-finite: one
-        # check, one device sync per batch.
-        if bool(xp.all(xp.isfinite(sums))):
-            n_blocks = len(self.names)
-            batch.sum_given = batch.sum_given + sums[:, None]
-            total = X.shape[0] if weights is None else xp.sum(weights)
-            batch.pair_counts = batch.pair_counts + total
-            n_rows = X.shape[0] if weights is None else _xp_count(xp, weights > 0)
-            batch.pair_rows += np.full((n_blocks, n_blocks), n_rows, dtype=np.int64)
-            batch.n_rows = n_rows
-            return batch
-        batch = self._fresh(shift, None, xp, dtype, dev)
-        for start, chunk, w in chunks():
-            if self._missing_message is not None and bool(xp.any(xp.isnan(chunk))):
-                if bool(xp.any(xp.isinf(chunk))):
-                    raise_infinite()
-                raise ValueError(self._missing_message.format(xp=xp.__name__))
-            present = check_finite_blocks(chunk, self._stacked, first_row=start)
-            Z = xp.where(xp.isnan(chunk), xp.zeros_like(chunk), chunk - shift)
-            present_f = xp.astype(present, dtype)
-            weighted = present_f if w is None else present_f * w[:, None]
-            Zw = Z if w is None else Z * w[:, None]
-            batch.gram = batch.gram + Zw.T @ Z
-            batch.sum_given = batch.sum_given + Z.T @ weighted
-            batch.pair_counts = batch.pair_counts + present_f.T @ weighted
-            counted = present if w is None else present & (w > 0)[:, None]
-            counted = np.asarray(to_numpy(counted), dtype=np.int64)
-            batch.pair_rows += counted.T @ counted
-            batch.n_rows += Z.shape[0] if w is None else _xp_count(xp, w > 0)
-            if self.fourth_moments:
-                batch._xp_fourth_moments(xp, Z, w)
-        return batch
-
-    def _xp_fourth_moments(self, xp, Z, w):
-        for position, block in enumerate(self.blocks):
-            Z_block = Z[:, block]
-            squares = Z_block * Z_block
-            weighted = squares if w is None else squares * w[:, None]
-            self.square_gram[position] = (
-                self.square_gram[position] + weighted.T @ squares
-            )
-            self.square_cross[position] = (
-                self.square_cross[position] + weighted.T @ Z_block
-            )
-
     # -- results ------------------------------------------------------------
 
     def finalize(self):
@@ -717,44 +604,6 @@ class CovarianceAccumulator:
         if self.gram is None:
             check_pair_counts(self.pair_rows, self.names)
         return block_covariance(self)
-
-
-def _xp_nanmean(xp, chunk):
-    """Column means over the non-NaN rows (0 where none, or not finite)."""
-    is_nan = xp.isnan(chunk)
-    counts = xp.sum(xp.astype(~is_nan, chunk.dtype), axis=0)
-    totals = xp.sum(xp.where(is_nan, xp.zeros_like(chunk), chunk), axis=0)
-    mean = totals / xp.where(counts > 0, counts, xp.ones_like(counts))
-    return xp.where(xp.isfinite(mean), mean, xp.zeros_like(mean))
-
-
-def _sparse_nan_moments(head):
-    """Column means and standard deviations of a sparse head over its non-NaN
-    entries, without making it dense (wide tf-idf would not fit). The
-    variance from raw moments is only used to judge |mean| against spread:
-    where it cancels, the ratio is large either way."""
-    head = head.tocsc(copy=True).astype(np.float64)
-    head.sum_duplicates()
-    columns = np.repeat(np.arange(head.shape[1]), np.diff(head.indptr))
-    nan = np.isnan(head.data)
-    valid = head.shape[0] - np.bincount(columns[nan], minlength=head.shape[1])
-    head.data[nan] = 0.0
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        mean = np.asarray(head.sum(axis=0)).ravel() / valid
-        square = np.asarray(head.multiply(head).sum(axis=0)).ravel() / valid
-        std = np.sqrt(np.maximum(square - mean * mean, 0.0))
-    return mean, std
-
-
-def _xp_count(xp, mask):
-    return int(xp.sum(xp.astype(mask, xp.int64)))
-
-
-def _xp_diagonal(xp, matrix):
-    if hasattr(xp, "linalg") and hasattr(xp.linalg, "diagonal"):
-        return xp.linalg.diagonal(matrix)
-    eye = xp.eye(matrix.shape[0], dtype=matrix.dtype, device=array_device(matrix))
-    return xp.sum(matrix * eye, axis=1)
 
 
 def _finite_column_sums(chunk, w=None):
