@@ -17,7 +17,7 @@ Ledoit-Wolf against scikit-learn 3e-15 (relative). Tested at 1e-10.
 import numpy as np
 import pytest
 import scipy.sparse
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sklearn.covariance import ledoit_wolf_shrinkage
 
@@ -419,12 +419,85 @@ def spoil(X, row, kind, rng):
 
 @pytest.mark.parametrize("namespace", NAMESPACES)
 @settings(
-    max_examples=20,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+@example(
+    n_rows=5,
+    where=0.9,
+    kind="infinity",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@example(
+    n_rows=800,
+    where=0.5,
+    kind="infinity",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@example(
+    n_rows=5,
+    where=0.9,
+    kind="partial NaN",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@example(
+    n_rows=800,
+    where=0.5,
+    kind="partial NaN",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@example(
+    n_rows=5,
+    where=0.9,
+    kind="no modality",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@example(
+    n_rows=800,
+    where=0.5,
+    kind="no modality",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@example(
+    n_rows=5,
+    where=0.9,
+    kind="overflow",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@example(
+    n_rows=800,
+    where=0.5,
+    kind="overflow",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
 @given(
-    n_rows=st.integers(1, 900),
+    # Small batches (in place once started) as often as large ones.
+    n_rows=st.one_of(st.integers(1, 11), st.integers(12, 900)),
     where=st.floats(0, 1, exclude_max=True),
     kind=st.sampled_from(list(BAD_ROWS)),
     started=st.sampled_from([None, "complete", "missing"]),
