@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from numbers import Real
 
 import numpy as np
-from sklearn.externals.array_api_compat import array_namespace
-from sklearn.externals.array_api_compat import device as array_device
 
 from ._closed_form import (  # noqa: F401 (NotPositiveDefiniteError re-exported)
     NotPositiveDefiniteError,
@@ -34,8 +32,8 @@ from ._namespace import (  # noqa: F401 (re-exported until callers move)
     get_array_namespace,
     to_numpy,
 )
-from ._namespace import namespace_name as _name
 from ._shared_space import SharedSpace
+from ._statistics import BlockCovariance, CovarianceAccumulator
 
 # Bytes per row chunk (in the accumulation dtype). Larger than the numpy
 # path's 16 MiB: a GPU wants big matrix products, and one chunk next to X
@@ -171,172 +169,39 @@ def score_xp(X, modalities, means, weights):
 # -- statistics -------------------------------------------------------------
 
 
-@dataclass
-class AccumulatedMoments:
-    """What :meth:`ArrayAPIAccumulator.finalize` returns (arrays in its xp).
+class ArrayAPIAccumulator(CovarianceAccumulator):
+    """``_statistics.CovarianceAccumulator`` as the array API path used it.
 
-    Attributes
-    ----------
-    mean : array of shape (n_columns,)
-        Means of the stacked modalities.
-    covariance : array of shape (n_columns, n_columns)
-        Their ``1/n`` covariance, symmetric.
-    n_samples : int
+    Kept so that the callers written for it (this module's :func:`fit_xp`,
+    ``projection``, ``_gradient``) run unchanged on the one accumulator:
+    ``n_features`` is read from the modalities, and array API batches with a
+    missing modality are refused with this path's historical message (the
+    accumulator itself handles them pairwise-complete, as for numpy).
     """
 
-    mean: object
-    covariance: object
-    n_samples: int
+    _missing_message = (
+        "X contains NaN. Missing modalities (a modality block of NaN in a "
+        "row) are not supported yet for array API inputs ({xp}); "
+        "only complete data is. Fit on the rows that carry every modality, "
+        "or convert X to a numpy array (the numpy path uses every row for "
+        "every statistic it can inform)."
+    )
+
+    def __init__(self, modalities, n_features=None, *, fourth_moments=False):
+        if n_features is None:
+            n_features = 1 + max(int(np.max(i)) for i in modalities.values())
+        super().__init__(modalities, n_features, fourth_moments=fourth_moments)
+
+    def _accumulation_dtype(self, xp, dev):
+        # This module's name, looked up at call time (tests simulate a
+        # device without float64 by replacing it).
+        if self.gram is not None:
+            return self.gram.dtype
+        return accumulation_dtype(xp, dev)
 
 
-class ArrayAPIAccumulator:
-    """Shifted sums of the stacked modalities, in the rows' namespace and device.
-
-    The array API counterpart of ``_statistics.CovarianceAccumulator`` for
-    complete data, and the one mechanism behind :func:`fit_xp` (one call to
-    :meth:`update` with all of X), ``partial_fit`` (one call per batch) and
-    the gradient solver's passes (the covariance of narrow modalities and of
-    the projections). The shift is the mean of the first chunk of the first
-    batch, so what is summed is close to centred and large means cost no
-    digits; the sums are kept in :func:`accumulation_dtype` (float64 where
-    the device has it) on the device of the first batch. Memory is the
-    ``D x D`` sums plus one row chunk: ``O(D^2 + chunk)``, whatever the
-    number of rows.
-
-    The namespace and the device are read from the arrays themselves
-    (nothing else is stored), so an accumulator pickles with the estimator.
-
-    Parameters
-    ----------
-    modalities : dict of str -> ndarray of int
-        The resolved ``modalities_``: numpy int indices into X's columns.
-    """
-
-    def __init__(self, modalities):
-        self.modalities = modalities
-        self.columns = np.concatenate([np.asarray(i) for i in modalities.values()])
-        widths = [len(indices) for indices in modalities.values()]
-        stops = np.cumsum(widths)
-        self.blocks = [
-            slice(int(stop - width), int(stop)) for width, stop in zip(widths, stops)
-        ]
-        # Set by the first update: the shift, the Gram of the shifted rows
-        # and their column sums, all in the accumulation dtype.
-        self.shift = self.gram = self.sums = None
-        self.n_rows = 0
-
-    @property
-    def n_samples_seen(self):
-        return self.n_rows
-
-    @property
-    def namespace(self):
-        """The namespace of the sums, or None before the first update."""
-        return None if self.gram is None else array_namespace(self.gram)
-
-    @property
-    def device(self):
-        return None if self.gram is None else array_device(self.gram)
-
-    def check_compatible(self, X, method="partial_fit"):
-        """Raise unless X is an array of the namespace and device of the sums."""
-        if self.gram is None:
-            return
-        try:
-            xp = array_namespace(X)
-        except TypeError:
-            xp = None
-        same = (
-            xp is not None and xp is self.namespace and array_device(X) == self.device
-        )
-        if not same:
-            raise ValueError(
-                f"{method} got X of type {type(X).__module__}.{type(X).__name__}"
-                + (f" on device {array_device(X)}" if xp is not None else "")
-                + f", but the earlier batches were {_name(self.namespace)} "
-                f"arrays on device {self.device}, where the statistics are "
-                f"kept. Every batch of {method} must come from the same array "
-                "namespace and device (and, for array API input, with "
-                "sklearn's array_api_dispatch enabled). Move the batch there, "
-                "or call fit to start again."
-            )
-
-    def update(self, X):
-        """Add the rows of X (complete, finite; any number of rows).
-
-        A batch with NaN or infinity raises and adds nothing.
-
-        Returns
-        -------
-        self
-        """
-        self.check_compatible(X, method="update")
-        xp = array_namespace(X)
-        dev = array_device(X)
-        if not xp.isdtype(X.dtype, "real floating"):
-            raise TypeError(
-                "X must have a real floating dtype (float32 or float64), got "
-                f"{X.dtype}."
-            )
-        n_samples = X.shape[0]
-        if n_samples == 0:
-            return self
-        columns = self.columns
-        if columns.size and int(columns.max()) >= X.shape[1]:
-            raise ValueError(
-                f"X has {X.shape[1]} columns; the modalities need "
-                f"{int(columns.max()) + 1}."
-            )
-        in_order = np.array_equal(columns, np.arange(X.shape[1]))
-        column_index = None if in_order else xp.asarray(columns, device=dev)
-        dtype = accumulation_dtype(xp, dev) if self.gram is None else self.gram.dtype
-        itemsize = 8 if dtype == xp.float64 else 4
-        step = int(max(256, _CHUNK_BYTES // (itemsize * max(len(columns), 1))))
-
-        # This batch's sums, added to the totals only once known finite.
-        shift, gram, sums = self.shift, None, None
-        for start in range(0, n_samples, step):
-            chunk = X[start : min(start + step, n_samples), :]
-            if column_index is not None:
-                chunk = xp.take(chunk, column_index, axis=1)
-            chunk = xp.astype(chunk, dtype)
-            if shift is None:
-                # The first chunk's mean: what is summed below is near centred.
-                shift = xp.mean(chunk, axis=0)
-            chunk = chunk - shift
-            product = chunk.T @ chunk
-            column_sums = xp.sum(chunk, axis=0)
-            gram = product if gram is None else gram + product
-            sums = column_sums if sums is None else sums + column_sums
-        # NaN or infinity anywhere makes the column sums (or, on overflow, the
-        # Gram's diagonal) non-finite: one check, one device sync per batch.
-        finite = xp.all(xp.isfinite(sums)) & xp.all(xp.isfinite(_diagonal(xp, gram)))
-        if not bool(finite & xp.all(xp.isfinite(shift))):
-            _raise_non_finite(xp, X, self.modalities)
-        if self.gram is None:
-            self.shift, self.gram, self.sums = shift, gram, sums
-        else:
-            self.gram = self.gram + gram
-            self.sums = self.sums + sums
-        self.n_rows += int(n_samples)
-        return self
-
-    def finalize(self):
-        """Means and the ``1/n`` covariance of the rows added so far.
-
-        Returns
-        -------
-        AccumulatedMoments
-        """
-        if self.n_rows < 2:
-            raise ValueError(f"At least 2 rows are needed to fit, got {self.n_rows}.")
-        n_samples = self.n_rows
-        delta = self.sums / n_samples
-        covariance = self.gram / n_samples - delta[:, None] * delta[None, :]
-        covariance = (covariance + covariance.T) / 2
-        return AccumulatedMoments(
-            mean=self.shift + delta, covariance=covariance, n_samples=n_samples
-        )
+# The statistics' result under its former name.
+AccumulatedMoments = BlockCovariance
 
 
 def _raise_non_finite(xp, X, modalities):

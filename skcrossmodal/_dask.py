@@ -40,16 +40,32 @@ def is_dask_collection(X):
     return frame is not None and isinstance(X, (frame.DataFrame, frame.Series))
 
 
-def validate_dask_data(estimator, X, *, reset):
-    """Check a Dask array's shape and dtype lazily; set ``modalities_`` on reset.
+def check_dask_array(X, *, estimator_name, modalities=None, n_features_in=None):
+    """Check a Dask array's shape and dtype lazily, without computing it.
 
-    What ``validate_data`` does for in-memory X, without computing X:
-    ``n_features_in_`` (and no ``feature_names_in_``), the feature count on
-    later calls, a 2-D numeric array.
+    What ``validate_data`` checks for in-memory X: a 2-D numeric array of
+    known width, of ``n_features_in`` columns on later calls. Sets nothing.
+
+    Parameters
+    ----------
+    X : dask collection
+    estimator_name : str
+        For the messages.
+    modalities : None or dict, default=None
+        The user's ``modalities`` parameter, resolved against X's width when
+        given (first call; a Dask array has no column names).
+    n_features_in : int or None, default=None
+        The width seen on earlier calls, checked when given.
+
+    Returns
+    -------
+    n_features : int
+    modalities_ : dict of str -> ndarray of int or None
+        The resolved modalities when ``modalities`` was given.
     """
     import dask.array as da
 
-    name = type(estimator).__name__
+    name = estimator_name
     if not isinstance(X, da.Array):
         raise TypeError(
             f"{name} takes Dask arrays, not a Dask {type(X).__name__}: "
@@ -74,21 +90,36 @@ def validate_dask_data(estimator, X, *, reset):
             f"Dask array of dtype {X.dtype} is not numeric; {name} needs "
             "float (or int/bool) values."
         )
+    if n_features_in is not None and n_features != n_features_in:
+        raise ValueError(
+            f"X has {n_features} features, but {name} is expecting "
+            f"{n_features_in} features as input."
+        )
+    resolved = None
+    if modalities is not None or n_features_in is None:
+        # Column selections are resolved against an empty stand-in of the
+        # same width: int indices, slices and masks need nothing else.
+        stand_in = np.empty((0, n_features))
+        resolved = resolve_modalities(modalities, stand_in, X, None)
+    return n_features, resolved
+
+
+def validate_dask_data(estimator, X, *, reset):
+    """Compatibility wrapper: :func:`check_dask_array`, then set
+    ``n_features_in_`` and ``modalities_`` on the estimator when ``reset``
+    (as ``validate_data`` does). Estimators should call
+    :func:`check_dask_array` and set their attributes themselves."""
+    n_features, resolved = check_dask_array(
+        X,
+        estimator_name=type(estimator).__name__,
+        modalities=estimator.modalities if reset else None,
+        n_features_in=None if reset else estimator.n_features_in_,
+    )
     if reset:
         if hasattr(estimator, "feature_names_in_"):
             del estimator.feature_names_in_
         estimator.n_features_in_ = n_features
-        # Column selections are resolved against an empty stand-in of the
-        # same width: int indices, slices and masks need nothing else.
-        stand_in = np.empty((0, n_features))
-        estimator.modalities_ = resolve_modalities(
-            estimator.modalities, stand_in, X, None
-        )
-    elif n_features != estimator.n_features_in_:
-        raise ValueError(
-            f"X has {n_features} features, but {name} is expecting "
-            f"{estimator.n_features_in_} features as input."
-        )
+        estimator.modalities_ = resolved
     return X
 
 
@@ -98,7 +129,7 @@ def accumulate_dask(X, accumulator):
     Parameters
     ----------
     X : dask.array.Array of shape (n_samples, n_features)
-        Validated with :func:`validate_dask_data`.
+        Checked with :func:`check_dask_array`.
     accumulator : CovarianceAccumulator
         Empty (``fit``, first ``partial_fit``) or holding earlier batches; its
         shift is fixed from X's first row chunk if it has none yet.
@@ -113,18 +144,20 @@ def accumulate_dask(X, accumulator):
     if X.numblocks[1] > 1:
         X = X.rechunk({1: -1})  # whole rows in every chunk
     row_chunks = X.to_delayed().ravel()
-    if accumulator.shift is None:
+    shift, large = accumulator.shift, accumulator.large_offset
+    if shift is None:
         # Chosen where the first non-empty chunk lives; only the shift (one
-        # number per feature) comes back.
+        # number per feature) comes back. Kept only if the whole array's sums
+        # succeed: a rejected X leaves the accumulator as it was.
         spec = dask.delayed(_Spec(accumulator), pure=True)
         for chunk in row_chunks:
-            (shift,) = dask.compute(dask.delayed(_first_shift)(chunk, spec))
-            if shift is not None:
-                accumulator.shift = shift
+            (found,) = dask.compute(dask.delayed(_first_shift)(chunk, spec))
+            if found is not None:
+                shift, large = found
                 break
         else:  # no rows at all: finalize will say so
             return accumulator
-    spec = dask.delayed(_Spec(accumulator), pure=True)
+    spec = dask.delayed(_Spec(accumulator, shift, large), pure=True)
     parts = [dask.delayed(_accumulate_chunk)(chunk, spec) for chunk in row_chunks]
     while len(parts) > 1:
         parts = [
@@ -138,11 +171,12 @@ def accumulate_dask(X, accumulator):
 class _Spec:
     """What a chunk needs to build its accumulator (no D x D arrays)."""
 
-    def __init__(self, accumulator):
+    def __init__(self, accumulator, shift=None, large_offset=None):
         self.modalities = accumulator.modalities
         self.n_features = accumulator.n_features
         self.fourth_moments = accumulator.fourth_moments
-        self.shift = accumulator.shift
+        self.shift = shift
+        self.large_offset = large_offset
 
     def new(self):
         from ._statistics import CovarianceAccumulator
@@ -150,7 +184,7 @@ class _Spec:
         accumulator = CovarianceAccumulator(
             self.modalities, self.n_features, fourth_moments=self.fourth_moments
         )
-        accumulator.shift = self.shift
+        accumulator.shift, accumulator.large_offset = self.shift, self.large_offset
         return accumulator
 
 
@@ -168,7 +202,7 @@ def _first_shift(block, spec):
     block = _as_float(block)
     if block.shape[0] == 0:
         return None
-    return spec.new().choose_shift(block).shift
+    return spec.new()._choose_shift(block)
 
 
 def _accumulate_chunk(block, spec):

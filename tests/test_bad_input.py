@@ -504,3 +504,95 @@ def test_n_components_above_rank_without_reg_is_a_clear_error():
     # With a ridge the block is full rank again: a finite answer.
     model = SharedProjection(2, modalities=AB, reg=0.1).fit(data)
     assert np.isfinite(model.transform(data)).all()
+
+
+# == statistics layer (issue 13 classes 1-2, issue 17 sample_weight) ========
+# Cases of the one accumulator (skcrossmodal._statistics), through
+# SharedProjection where it already reaches it: a rejected partial_fit batch
+# leaves the statistics exactly as they were, whatever the bad row and
+# wherever it sits; sparse input with large offsets gives the dense answer;
+# bad sample_weight names the parameter. Inputs stay unmodified.
+
+BAD_BATCH_ROWS = [
+    ("infinity", lambda X, row: X.__setitem__((row, 4), np.inf), "infinity"),
+    (
+        "partial NaN",
+        lambda X, row: X.__setitem__((row, 1), np.nan),
+        "NaN in only part of modality 'a'",
+    ),
+    ("no modality", lambda X, row: X.__setitem__(row, np.nan), "no modality present"),
+    (
+        "overflow",
+        lambda X, row: X.__setitem__((slice(row - 1, row + 1), 0), [1e200, -1e200]),
+        "overflowed",
+    ),
+]
+
+
+@pytest.mark.parametrize("row", [1, 300, 599], ids=["first-chunk", "mid", "last"])
+@pytest.mark.parametrize(
+    "kind, spoil, match", BAD_BATCH_ROWS, ids=[k for k, _, _ in BAD_BATCH_ROWS]
+)
+@pytest.mark.parametrize("batch_rows", [4, 600], ids=["small", "large"])
+def test_rejected_partial_fit_batch_changes_nothing(
+    monkeypatch, row, kind, spoil, match, batch_rows
+):
+    from skcrossmodal import _statistics
+
+    monkeypatch.setattr(_statistics, "_CHUNK_BYTES", 1)  # 256-row chunks
+    rng = np.random.default_rng(0)
+    good = rng.normal(size=(1000, 6)) + [5, -3, 0, 1, 2, 100]
+    row = min(row, batch_rows - 1)
+    bad = good[400 : 400 + batch_rows].copy()
+    spoil(bad, row)
+    streamed = SharedProjection(2, modalities=AB, reg=0.1).partial_fit(good[:400])
+    with pytest.raises(ValueError, match=match):
+        unmodified(streamed.partial_fit, bad)
+    streamed.partial_fit(good[400:])
+    expected = SharedProjection(2, modalities=AB, reg=0.1).fit(good)
+    np.testing.assert_allclose(
+        streamed.canonical_correlations_, expected.canonical_correlations_, rtol=1e-10
+    )
+    assert streamed.n_samples_seen_ == 1000
+
+
+@pytest.mark.parametrize("order", ["sparse", "dense-then-sparse", "sparse-then-dense"])
+def test_sparse_columns_with_large_offsets_give_the_dense_answer(order):
+    rng = np.random.default_rng(1)
+    latent = rng.normal(size=(500, 1))
+    X = latent @ rng.normal(size=(1, 6)) + rng.normal(size=(500, 6)) + 1e8
+    expected = SharedProjection(2, modalities=AB, reg=0.1).fit(X)
+    kinds = {
+        "sparse": (sparse.csr_matrix, sparse.csr_matrix),
+        "dense-then-sparse": (np.asarray, sparse.csr_matrix),
+        "sparse-then-dense": (sparse.csr_matrix, np.asarray),
+    }[order]
+    model = SharedProjection(2, modalities=AB, reg=0.1)
+    for kind, batch in zip(kinds, (X[:200], X[200:])):
+        unmodified(model.partial_fit, kind(batch))
+    np.testing.assert_allclose(
+        model.canonical_correlations_, expected.canonical_correlations_, rtol=1e-8
+    )
+
+
+@pytest.mark.parametrize(
+    "weights, match",
+    [
+        (np.full(40, -1.0), "sample_weight must be finite and non-negative; row 0"),
+        (np.r_[np.ones(39), np.nan], "sample_weight must be finite .* row 39"),
+        (np.ones(39), r"sample_weight has shape \(39,\); expected \(40,\)"),
+        (np.ones((40, 2)), r"sample_weight has shape \(40, 2\)"),
+    ],
+    ids=["negative", "nan", "short", "2-D"],
+)
+def test_bad_sample_weight_names_the_parameter(weights, match):
+    from skcrossmodal._statistics import CovarianceAccumulator
+
+    accumulator = CovarianceAccumulator({"a": [0, 1, 2], "b": [3, 4, 5]}, 6)
+    X = np.array(frame())
+    with pytest.raises(ValueError, match=match):
+        unmodified(accumulator.update, X, weights)
+    assert accumulator.n_samples_seen == 0 and accumulator.gram is None
+
+
+# == end of the statistics layer's cases =====================================

@@ -508,6 +508,25 @@ def test_dask_input_errors():
         )
 
 
+def test_check_dask_array_returns_what_it_found_and_sets_nothing():
+    da = pytest.importorskip("dask.array")
+    from skcrossmodal._dask import check_dask_array
+
+    X, _ = dask_data()
+    lazy = da.from_array(X, chunks=500)
+    n_features, modalities = check_dask_array(
+        lazy, estimator_name="Model", modalities=EVEN_ODD
+    )
+    assert n_features == 15
+    np.testing.assert_array_equal(modalities["odd"], np.arange(1, 15, 2))
+    n_features, modalities = check_dask_array(
+        lazy, estimator_name="Model", n_features_in=15
+    )
+    assert (n_features, modalities) == (15, None)
+    with pytest.raises(ValueError, match="X has 15 features, but Model is expecting"):
+        check_dask_array(lazy, estimator_name="Model", n_features_in=14)
+
+
 def test_dask_is_not_imported_by_skcrossmodal():
     code = (
         "import sys, numpy as np, skcrossmodal\n"

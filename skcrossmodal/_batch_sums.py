@@ -1,0 +1,176 @@
+"""How one batch becomes sums, for the inputs that are not dense numpy.
+
+Private helpers of :class:`~._statistics.CovarianceAccumulator` (which keeps
+the dense numpy path, with its BLAS fast path, itself): each function fills a
+*fresh* accumulator ``acc`` with one batch, raising on a bad row before the
+caller merges anything (see ``_statistics`` for the arithmetic and why the
+shift matters).
+
+* scipy sparse: products of the sparse rows as they are, the shift applied to
+  the batch's sums afterwards (:func:`sum_sparse`), or dense shifted row
+  chunks when a column's mean is large against its spread
+  (:func:`sum_sparse_densified`);
+* array API (:func:`xp_batch`): the sums in X's namespace and device, an
+  optimistic pass for complete rows (one device sync per batch), else the
+  pairwise-complete pass with presence masks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._modalities import check_finite_blocks, raise_infinite
+from ._namespace import array_device, to_numpy
+
+
+def sum_sparse(acc, X, weights, step):
+    """Products of the sparse rows as they are; the shift is applied to
+    the batch's sums at the end (this accumulator is fresh)."""
+    for start in range(0, X.shape[0], step):
+        w = None if weights is None else weights[start : start + step]
+        chunk = X[start : start + step]
+        Z = chunk[:, acc.columns].astype(np.float64)
+        present = check_finite_blocks(Z, acc._stacked, first_row=start)
+        Z.sum_duplicates()
+        Z.data[np.isnan(Z.data)] = 0.0
+        Z.eliminate_zeros()
+        acc._add(Z, present, w)
+    s = acc.shift
+    if np.any(s):
+        # Sum over rows of (z_i - s_i)(z_j - s_j) where both blocks are
+        # present, from the raw sums: G - A - A^T + N s s^T with
+        # A[i, j] = S[i, l(j)] s_j, and S[i, l] - s_i N[l(i), l].
+        owner = acc.block_of_column
+        counts = acc.pair_counts
+        given = acc.sum_given[:, owner] * s[None, :]
+        acc.gram += counts[np.ix_(owner, owner)] * np.outer(s, s)
+        acc.gram -= given
+        acc.gram -= given.T
+        acc.sum_given -= s[:, None] * counts[owner, :]
+
+
+def sum_sparse_densified(acc, X, weights, step):
+    """A column's mean is large against its spread: dense row chunks,
+    shifted, as dense input would be summed."""
+    for start in range(0, X.shape[0], step):
+        w = None if weights is None else weights[start : start + step]
+        chunk = X[start : start + step][:, acc.columns].toarray()
+        Z = chunk - acc.shift
+        present = check_finite_blocks(Z, acc._stacked, first_row=start)
+        if not present.all():
+            np.nan_to_num(Z, copy=False, nan=0.0)
+        acc._add(np.ascontiguousarray(Z), present, w)
+
+
+def xp_batch(acc, X, weights, xp, chunk_bytes):
+    dev = array_device(X)
+    if not xp.isdtype(X.dtype, "real floating"):
+        raise TypeError(
+            f"X must have a real floating dtype (float32 or float64), got {X.dtype}."
+        )
+    dtype = acc._accumulation_dtype(xp, dev)
+    itemsize = 8 if dtype == xp.float64 else 4
+    step = int(max(256, chunk_bytes // (itemsize * max(len(acc.columns), 1))))
+    column_index = None if acc._in_order else xp.asarray(acc.columns, device=dev)
+
+    def chunks():
+        for start in range(0, X.shape[0], step):
+            stop = min(start + step, X.shape[0])
+            chunk = X[start:stop, :]
+            if column_index is not None:
+                chunk = xp.take(chunk, column_index, axis=1)
+            w = None if weights is None else weights[start:stop]
+            yield start, xp.astype(chunk, dtype), w
+
+    shift = acc.shift
+    if shift is None:
+        shift = _xp_nanmean(xp, next(chunks())[1])
+    batch = acc._fresh(shift, None, xp, dtype, dev)
+    sums = None
+    for _, chunk, w in chunks():
+        Z = chunk - shift
+        Zw = Z if w is None else Z * w[:, None]
+        batch.gram = batch.gram + Zw.T @ Z
+        column_sums = xp.sum(Zw, axis=0)
+        sums = column_sums if sums is None else sums + column_sums
+        if acc.fourth_moments:
+            _xp_fourth_moments(batch, xp, Z, w)
+    # NaN or infinity anywhere makes the column sums non-finite: one
+    # check, one device sync per batch.
+    if bool(xp.all(xp.isfinite(sums))):
+        n_blocks = len(acc.names)
+        batch.sum_given = batch.sum_given + sums[:, None]
+        total = X.shape[0] if weights is None else xp.sum(weights)
+        batch.pair_counts = batch.pair_counts + total
+        n_rows = X.shape[0] if weights is None else _xp_count(xp, weights > 0)
+        batch.pair_rows += np.full((n_blocks, n_blocks), n_rows, dtype=np.int64)
+        batch.n_rows = n_rows
+        return batch
+    batch = acc._fresh(shift, None, xp, dtype, dev)
+    for start, chunk, w in chunks():
+        if acc._missing_message is not None and bool(xp.any(xp.isnan(chunk))):
+            if bool(xp.any(xp.isinf(chunk))):
+                raise_infinite()
+            raise ValueError(acc._missing_message.format(xp=xp.__name__))
+        present = check_finite_blocks(chunk, acc._stacked, first_row=start)
+        Z = xp.where(xp.isnan(chunk), xp.zeros_like(chunk), chunk - shift)
+        present_f = xp.astype(present, dtype)
+        weighted = present_f if w is None else present_f * w[:, None]
+        Zw = Z if w is None else Z * w[:, None]
+        batch.gram = batch.gram + Zw.T @ Z
+        batch.sum_given = batch.sum_given + Z.T @ weighted
+        batch.pair_counts = batch.pair_counts + present_f.T @ weighted
+        counted = present if w is None else present & (w > 0)[:, None]
+        counted = np.asarray(to_numpy(counted), dtype=np.int64)
+        batch.pair_rows += counted.T @ counted
+        batch.n_rows += Z.shape[0] if w is None else _xp_count(xp, w > 0)
+        if acc.fourth_moments:
+            _xp_fourth_moments(batch, xp, Z, w)
+    return batch
+
+
+def _xp_fourth_moments(acc, xp, Z, w):
+    for position, block in enumerate(acc.blocks):
+        Z_block = Z[:, block]
+        squares = Z_block * Z_block
+        weighted = squares if w is None else squares * w[:, None]
+        acc.square_gram[position] = acc.square_gram[position] + weighted.T @ squares
+        acc.square_cross[position] = acc.square_cross[position] + weighted.T @ Z_block
+
+
+def _xp_nanmean(xp, chunk):
+    """Column means over the non-NaN rows (0 where none, or not finite)."""
+    is_nan = xp.isnan(chunk)
+    counts = xp.sum(xp.astype(~is_nan, chunk.dtype), axis=0)
+    totals = xp.sum(xp.where(is_nan, xp.zeros_like(chunk), chunk), axis=0)
+    mean = totals / xp.where(counts > 0, counts, xp.ones_like(counts))
+    return xp.where(xp.isfinite(mean), mean, xp.zeros_like(mean))
+
+
+def sparse_nan_moments(head):
+    """Column means and standard deviations of a sparse head over its non-NaN
+    entries, without making it dense (wide tf-idf would not fit). The
+    variance from raw moments is only used to judge |mean| against spread:
+    where it cancels, the ratio is large either way."""
+    head = head.tocsc(copy=True).astype(np.float64)
+    head.sum_duplicates()
+    columns = np.repeat(np.arange(head.shape[1]), np.diff(head.indptr))
+    nan = np.isnan(head.data)
+    valid = head.shape[0] - np.bincount(columns[nan], minlength=head.shape[1])
+    head.data[nan] = 0.0
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        mean = np.asarray(head.sum(axis=0)).ravel() / valid
+        square = np.asarray(head.multiply(head).sum(axis=0)).ravel() / valid
+        std = np.sqrt(np.maximum(square - mean * mean, 0.0))
+    return mean, std
+
+
+def _xp_count(xp, mask):
+    return int(xp.sum(xp.astype(mask, xp.int64)))
+
+
+def xp_diagonal(xp, matrix):
+    if hasattr(xp, "linalg") and hasattr(xp.linalg, "diagonal"):
+        return xp.linalg.diagonal(matrix)
+    eye = xp.eye(matrix.shape[0], dtype=matrix.dtype, device=array_device(matrix))
+    return xp.sum(matrix * eye, axis=1)

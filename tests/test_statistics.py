@@ -1,0 +1,534 @@
+"""The one statistics accumulator (skcrossmodal._statistics), every namespace.
+
+Each test runs on numpy, scipy sparse (CSR), array_api_strict (on its
+"device1", which refuses any conversion to numpy as a GPU would) and torch
+CPU, and compares with a brute-force pairwise-complete, weighted covariance
+computed here in extended precision (``np.longdouble``), row by row
+definitions and nothing of the accumulator's algebra.
+
+Tolerances, measured (largest error relative to the largest variance, worst
+over the namespaces and 3 seeds): plain data 4e-16; offsets 1e8 + signal in
+every path (dense, sparse, mixed, array API, Dask with sparse chunks) 3e-14,
+where sums without the shift would be off by O(1) (the sparse paths were,
+before the shift reached them); integer weights against repeated rows 1e-15;
+Ledoit-Wolf against scikit-learn 3e-15 (relative). Tested at 1e-10.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from sklearn.covariance import ledoit_wolf_shrinkage
+
+from skcrossmodal import _statistics
+from skcrossmodal._array_api import ArrayAPIAccumulator
+from skcrossmodal._namespace import to_numpy
+from skcrossmodal._statistics import CovarianceAccumulator
+
+NAMESPACES = ["numpy", "sparse", "array_api_strict", "torch"]
+# Modalities interleaved and out of order, so column gathering is exercised.
+MODALITIES = {
+    "a": np.array([0, 3, 4, 9]),
+    "b": np.array([1, 2, 7]),
+    "c": np.array([5, 6, 8, 10, 11]),
+}
+N_FEATURES = 12
+
+
+def convert(namespace, X):
+    if namespace == "numpy":
+        return X
+    if namespace == "sparse":
+        return scipy.sparse.csr_matrix(X)
+    if namespace == "array_api_strict":
+        xp = pytest.importorskip("array_api_strict")
+        return xp.asarray(X, device=xp.Device("device1"))
+    torch = pytest.importorskip("torch")
+    return torch.asarray(X, device="cpu")
+
+
+def host(array):
+    return np.asarray(to_numpy(array), dtype=np.float64)
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """256-row chunks in every path, so batches span several chunks."""
+    monkeypatch.setattr(_statistics, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(_statistics, "_XP_CHUNK_BYTES", 1)
+
+
+def make_data(n=1500, *, offset=0.0, missing=True, seed=0):
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 2))
+    X = latent @ rng.normal(size=(2, N_FEATURES)) + rng.normal(size=(n, N_FEATURES))
+    X *= rng.uniform(0.5, 3.0, size=N_FEATURES)
+    X += offset * rng.uniform(0.5, 1.5, size=N_FEATURES)
+    if missing:
+        names = list(MODALITIES)
+        for row in rng.choice(n, size=n // 3, replace=False):
+            # Keep one modality at least in each row.
+            absent = rng.choice(names, size=rng.integers(1, 3), replace=False)
+            for name in absent:
+                X[row, MODALITIES[name]] = np.nan
+    return X
+
+
+def brute_force(X, modalities=MODALITIES, weights=None):
+    """Means, pairwise-complete covariance and pair weights, by definition."""
+    X = np.asarray(X, dtype=np.longdouble)
+    n = X.shape[0]
+    w = np.ones(n, np.longdouble) if weights is None else np.asarray(weights)
+    w = w.astype(np.longdouble)
+    columns = np.concatenate(list(modalities.values()))
+    owner = np.repeat(np.arange(len(modalities)), [len(c) for c in modalities.values()])
+    present = np.column_stack([~np.isnan(X[:, c[0]]) for c in modalities.values()])
+    stacked = X[:, columns]
+    mean = np.empty(len(columns), np.longdouble)
+    for i in range(len(columns)):
+        rows = present[:, owner[i]]
+        mean[i] = np.sum(w[rows] * stacked[rows, i]) / np.sum(w[rows])
+    covariance = np.empty((len(columns),) * 2, np.longdouble)
+    for i in range(len(columns)):
+        for j in range(len(columns)):
+            rows = present[:, owner[i]] & present[:, owner[j]]
+            centred = (stacked[rows, i] - mean[i]) * (stacked[rows, j] - mean[j])
+            covariance[i, j] = np.sum(w[rows] * centred) / np.sum(w[rows])
+    counts = np.array(
+        [[np.sum(w[present[:, m] & present[:, l]]) for l in range(3)] for m in range(3)]
+    )
+    return mean.astype(float), covariance.astype(float), counts.astype(float)
+
+
+def assert_statistics(stats, X, weights=None, rtol=1e-10):
+    mean, covariance, counts = brute_force(X, weights=weights)
+    scale = np.abs(np.diag(covariance)).max()
+    np.testing.assert_allclose(
+        host(stats.covariance), covariance, rtol=0, atol=rtol * scale
+    )
+    spread = np.sqrt(np.diag(covariance))
+    np.testing.assert_allclose(host(stats.mean), mean, rtol=0, atol=rtol * spread.max())
+    np.testing.assert_allclose(host(stats.counts), counts, rtol=1e-12)
+
+
+def accumulate(namespace, batches, weights=None, **kwargs):
+    acc = CovarianceAccumulator(MODALITIES, N_FEATURES, **kwargs)
+    weights = weights or [None] * len(batches)
+    for batch, w in zip(batches, weights):
+        acc.update(convert(namespace, batch), sample_weight=w)
+    return acc
+
+
+# -- the statistics ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("missing", [False, True], ids=["complete", "missing"])
+def test_batches_equal_the_brute_force_covariance(namespace, missing, small_chunks):
+    X = make_data(missing=missing, offset=5.0)
+    acc = accumulate(namespace, np.split(X, [2, 3, 700]))
+    stats = acc.finalize()
+    assert acc.n_samples_seen == X.shape[0]
+    assert_statistics(stats, X)
+    np.testing.assert_array_equal(
+        stats.columns, np.concatenate(list(MODALITIES.values()))
+    )
+    expected_namespace = None if namespace in ("numpy", "sparse") else namespace
+    name = None if acc.namespace is None else acc.namespace.__name__
+    assert (name is None) == (expected_namespace is None)
+    if expected_namespace is not None:
+        assert expected_namespace in name
+        assert type(stats.covariance).__module__.startswith(expected_namespace)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_merge_equals_one_pass(namespace, small_chunks):
+    X = make_data()
+    whole = accumulate(namespace, [X]).finalize()
+    first = accumulate(namespace, [X[:600]])
+    second = CovarianceAccumulator(MODALITIES, N_FEATURES)
+    second.shift, second.large_offset = first.shift, first.large_offset
+    second.update(convert(namespace, X[600:]))
+    merged = first.merge(second).finalize()
+    scale = np.abs(host(whole.covariance)).max()
+    np.testing.assert_allclose(
+        host(merged.covariance), host(whole.covariance), atol=1e-12 * scale
+    )
+    assert first.n_samples_seen == X.shape[0]
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_finalize_needs_two_rows_per_modality_and_paired_rows(namespace):
+    acc = CovarianceAccumulator(MODALITIES, N_FEATURES)
+    with pytest.raises(ValueError, match="present in 0 row"):
+        acc.finalize()
+    X = make_data(n=20, missing=False)
+    X[:10, MODALITIES["a"]] = np.nan
+    X[10:, MODALITIES["b"]] = np.nan
+    acc.update(convert(namespace, X))
+    with pytest.raises(ValueError, match="'a' and 'b' are never present"):
+        acc.finalize()
+
+
+# -- one arithmetic for every path (large offsets) ---------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "dense",
+        "sparse",
+        "dense-then-sparse",
+        "sparse-then-dense",
+        "float32-then-sparse",
+        "array_api_strict",
+        "torch",
+    ],
+)
+def test_large_offsets_give_the_dense_answer_in_every_path(path, small_chunks):
+    """1e8 + signal: unshifted sums of squares would lose every digit of the
+    signal's covariance (1e16 * eps ~ 1), in any path that skipped the shift."""
+    X = make_data(offset=1e8, n=1200)
+    first, second = X[:500], X[500:]
+    if path == "float32-then-sparse":
+        X = make_data(offset=3.0, n=1200)
+        first, second = X[:500].astype(np.float32), X[500:]
+        X = np.vstack([first.astype(np.float64), second])
+    kinds = {
+        "dense": ("numpy", "numpy"),
+        "sparse": ("sparse", "sparse"),
+        "dense-then-sparse": ("numpy", "sparse"),
+        "sparse-then-dense": ("sparse", "numpy"),
+        "float32-then-sparse": ("numpy", "sparse"),
+        "array_api_strict": ("array_api_strict", "array_api_strict"),
+        "torch": ("torch", "torch"),
+    }[path]
+    for fourth_moments in (False, True):
+        acc = CovarianceAccumulator(
+            MODALITIES, N_FEATURES, fourth_moments=fourth_moments
+        )
+        for kind, batch in zip(kinds, (first, second)):
+            acc.update(convert(kind, batch))
+        assert_statistics(acc.finalize(), X, rtol=1e-10)
+
+
+def test_sparse_offsets_in_dask_chunks(small_chunks):
+    da = pytest.importorskip("dask.array")
+    X = make_data(offset=1e8, n=1200)
+    lazy = da.from_array(X, chunks=(300, N_FEATURES)).map_blocks(
+        scipy.sparse.csr_matrix, dtype=X.dtype
+    )
+    from skcrossmodal._dask import accumulate_dask
+
+    acc = accumulate_dask(lazy, CovarianceAccumulator(MODALITIES, N_FEATURES))
+    assert_statistics(acc.finalize(), X, rtol=1e-10)
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_a_rejected_dask_array_leaves_the_statistics_as_they_were(started):
+    da = pytest.importorskip("dask.array")
+    from skcrossmodal._dask import accumulate_dask
+
+    X = make_data(n=900)
+    acc = CovarianceAccumulator(MODALITIES, N_FEATURES)
+    if started:
+        acc.update(X[:100])
+    before = snapshot(acc)
+    bad = X.copy()
+    bad[700, MODALITIES["b"][0]] = np.inf  # in the last of three chunks
+    with pytest.raises(ValueError, match="infinity"):
+        accumulate_dask(da.from_array(bad, chunks=(300, N_FEATURES)), acc)
+    assert_same_state(before, snapshot(acc))
+    # Dask chunks are numpy: they join numpy sums, not array API ones.
+    acc.check_compatible(da.from_array(X), method="partial_fit")
+    torch_first = accumulate("torch", [X])
+    with pytest.raises(ValueError, match="same array namespace and device"):
+        torch_first.check_compatible(da.from_array(X), method="partial_fit")
+
+
+# -- sample_weight ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("missing", [False, True], ids=["complete", "missing"])
+def test_integer_weights_equal_repeated_rows(namespace, missing, small_chunks):
+    X = make_data(n=700, missing=missing, offset=2.0)
+    weights = np.random.default_rng(1).integers(0, 4, size=X.shape[0])
+    weights[0] = 1  # the first row sets nothing special
+    batches = np.split(X, [300])
+    weighted = accumulate(
+        namespace,
+        batches,
+        weights=[w.astype(float) for w in np.split(weights, [300])],
+        fourth_moments=True,
+    )
+    repeated = accumulate(
+        namespace, [np.repeat(X, weights, axis=0)], fourth_moments=True
+    )
+    a, b = weighted.finalize(), repeated.finalize()
+    scale = np.abs(host(b.covariance)).max()
+    np.testing.assert_allclose(
+        host(a.covariance), host(b.covariance), atol=1e-12 * scale
+    )
+    np.testing.assert_allclose(host(a.mean), host(b.mean), atol=1e-12 * np.sqrt(scale))
+    np.testing.assert_allclose(host(a.counts), host(b.counts))
+    # Zero weights are rows dropped: counted nowhere.
+    assert weighted.n_samples_seen == np.count_nonzero(weights)
+    assert_statistics(a, X, weights=weights)
+    for position, block in enumerate(a.blocks):
+        scale_m = np.linspace(0.5, 2.0, block.stop - block.start)
+        np.testing.assert_allclose(
+            a.ledoit_wolf_shrinkage(position, scale_m),
+            b.ledoit_wolf_shrinkage(position, scale_m),
+            rtol=1e-10,
+            atol=1e-12,
+        )
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_fractional_weights_equal_the_weighted_definition(namespace, small_chunks):
+    X = make_data(n=900)
+    weights = np.random.default_rng(2).uniform(0, 3, size=X.shape[0])
+    acc = accumulate(namespace, np.split(X, [400]), weights=np.split(weights, [400]))
+    assert_statistics(acc.finalize(), X, weights=weights)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        (-1.0, "finite and non-negative; row 3"),
+        (np.nan, "finite and non-negative; row 3"),
+        (np.inf, "finite and non-negative; row 3"),
+        ("short", r"sample_weight has shape \(9,\); expected \(10,\)"),
+    ],
+)
+def test_bad_sample_weight_is_a_clear_error(namespace, weights, message):
+    X = make_data(n=10, missing=False)
+    if isinstance(weights, str):
+        w = np.ones(9)
+    else:
+        w = np.ones(10)
+        w[3] = weights
+    acc = CovarianceAccumulator(MODALITIES, N_FEATURES)
+    with pytest.raises(ValueError, match="sample_weight") as error:
+        acc.update(convert(namespace, X), sample_weight=w)
+    assert error.match(message)
+    assert acc.gram is None and acc.n_samples_seen == 0
+
+
+# -- ledoit-wolf ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_ledoit_wolf_equals_scikit_learn(namespace, small_chunks):
+    X = make_data(n=800, missing=False, offset=40.0)
+    acc = accumulate(namespace, np.split(X, [300]), fourth_moments=True)
+    stats = acc.finalize()
+    for position, columns in enumerate(MODALITIES.values()):
+        scale = np.linspace(0.5, 2.0, len(columns))
+        shrinkage, target = stats.ledoit_wolf_shrinkage(position, scale)
+        expected = ledoit_wolf_shrinkage(X[:, columns] / scale)
+        assert shrinkage == pytest.approx(expected, rel=1e-10, abs=1e-13)
+        standardized = (X[:, columns] - X[:, columns].mean(0)) / scale
+        assert target == pytest.approx(np.mean(np.var(standardized, axis=0)), rel=1e-10)
+
+
+# -- namespaces and devices ------------------------------------------------------
+
+
+def test_later_batches_must_share_the_namespace():
+    torch = pytest.importorskip("torch")
+    X = make_data(n=50, missing=False)
+    numpy_first = accumulate("numpy", [X])
+    with pytest.raises(ValueError, match="same array namespace"):
+        numpy_first.update(torch.asarray(X))
+    numpy_first.update(scipy.sparse.csr_matrix(X))  # sparse joins numpy sums
+    torch_first = accumulate("torch", [X])
+    assert torch_first.namespace is not None and torch_first.device is not None
+    for other in (X, scipy.sparse.csr_matrix(X), convert("array_api_strict", X)):
+        with pytest.raises(ValueError, match="same array namespace and device"):
+            torch_first.update(other)
+    assert torch_first.n_samples_seen == 50
+
+
+def test_array_api_path_keeps_refusing_missing_modalities():
+    """The former array API accumulator's callers still get its message."""
+    X = make_data(n=50, missing=False)
+    X[4, MODALITIES["b"]] = np.nan
+    acc = ArrayAPIAccumulator(MODALITIES)
+    with pytest.raises(ValueError, match="Missing modalities .* not supported yet"):
+        acc.update(convert("torch", X))
+    assert acc.gram is None
+
+
+# -- atomic updates (hypothesis) ------------------------------------------------
+
+
+def snapshot(acc):
+    names = ["shift", "large_offset", "gram", "sum_given", "pair_counts", "pair_rows"]
+    state = {name: getattr(acc, name) for name in names}
+    state = {k: None if v is None else np.array(to_numpy(v)) for k, v in state.items()}
+    for name in ("square_gram", "square_cross"):
+        value = getattr(acc, name)
+        state[name] = None if value is None else [np.array(to_numpy(v)) for v in value]
+    state["n_rows"] = acc.n_rows
+    return state
+
+
+def assert_same_state(before, after):
+    assert before.keys() == after.keys()
+    for name, value in before.items():
+        other = after[name]
+        if value is None or isinstance(value, int):
+            assert other == value, name
+        elif isinstance(value, list):
+            assert len(value) == len(other)
+            for a, b in zip(value, other):
+                np.testing.assert_array_equal(a, b, err_msg=name, strict=True)
+        else:
+            np.testing.assert_array_equal(value, other, err_msg=name, strict=True)
+
+
+BAD_ROWS = {
+    "infinity": "infinity",
+    "partial NaN": "NaN in only part",
+    "no modality": "no modality present",
+    "overflow": "overflowed",
+}
+
+
+def spoil(X, row, kind, rng):
+    X = X.copy()
+    if kind == "infinity":
+        X[row, rng.integers(N_FEATURES)] = rng.choice([np.inf, -np.inf])
+    elif kind == "partial NaN":
+        columns = MODALITIES[rng.choice(list(MODALITIES))]
+        X[row, columns] = 0.5
+        X[row, columns[rng.integers(len(columns))]] = np.nan
+    elif kind == "no modality":
+        X[row] = np.nan
+    else:
+        # Finite values whose squares overflow, whatever the shift.
+        other = (row + 1) % X.shape[0]
+        X[row, MODALITIES["a"]] = 1e200
+        X[other, MODALITIES["a"]] = -1e200
+    return X
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@example(
+    n_rows=5,
+    where=0.9,
+    kind="infinity",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@example(
+    n_rows=800,
+    where=0.5,
+    kind="infinity",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@example(
+    n_rows=5,
+    where=0.9,
+    kind="partial NaN",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@example(
+    n_rows=800,
+    where=0.5,
+    kind="partial NaN",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@example(
+    n_rows=5,
+    where=0.9,
+    kind="no modality",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@example(
+    n_rows=800,
+    where=0.5,
+    kind="no modality",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@example(
+    n_rows=5,
+    where=0.9,
+    kind="overflow",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@example(
+    n_rows=800,
+    where=0.5,
+    kind="overflow",
+    started="complete",
+    weighted=False,
+    fourth_moments=True,
+    seed=0,
+)
+@given(
+    # Small batches (in place once started) as often as large ones.
+    n_rows=st.one_of(st.integers(1, 11), st.integers(12, 900)),
+    where=st.floats(0, 1, exclude_max=True),
+    kind=st.sampled_from(list(BAD_ROWS)),
+    started=st.sampled_from([None, "complete", "missing"]),
+    weighted=st.booleans(),
+    fourth_moments=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_a_rejected_batch_leaves_the_statistics_exactly_as_they_were(
+    namespace,
+    small_chunks,
+    n_rows,
+    where,
+    kind,
+    started,
+    weighted,
+    fourth_moments,
+    seed,
+):
+    """A bad row anywhere in a batch of any size (one chunk or several; in
+    place for small batches, into a temporary for large ones; complete or
+    with missing modalities elsewhere) raises and changes no array."""
+    rng = np.random.default_rng(seed)
+    n_rows = max(n_rows, 2) if kind == "overflow" else n_rows
+    acc = CovarianceAccumulator(MODALITIES, N_FEATURES, fourth_moments=fourth_moments)
+    if started is not None:
+        acc.update(convert(namespace, make_data(n=40, missing=started == "missing")))
+    X = make_data(n=n_rows, missing=rng.random() < 0.5, seed=seed)
+    row = int(where * n_rows)
+    X = spoil(X, row, kind, rng)
+    weights = rng.uniform(0.5, 2, size=n_rows) if weighted else None
+    before = snapshot(acc)
+    with pytest.raises(ValueError, match=BAD_ROWS[kind]):
+        acc.update(convert(namespace, X), sample_weight=weights)
+    assert_same_state(before, snapshot(acc))
