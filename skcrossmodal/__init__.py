@@ -14,6 +14,7 @@ from .fusion import (
     LateFusionRegressor,
     WeightedFusion,
 )
+from .gradient import MiniBatchSharedProjection
 from .projection import SharedProjection
 from .transfer import CrossModalTransferClassifier, CrossModalTransferRegressor
 
@@ -23,6 +24,7 @@ __all__ = [
     "CrossModalTransferRegressor",
     "LateFusionClassifier",
     "LateFusionRegressor",
+    "MiniBatchSharedProjection",
     "SharedProjection",
     "SharedProjectionCV",
     "WeightedFusion",
