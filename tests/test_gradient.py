@@ -15,6 +15,7 @@ without float64): the same epochs, correlations usually 1e-7 but up to
 see test_float32_sums).
 """
 
+import pickle
 import tracemalloc
 import warnings
 
@@ -28,6 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import get_tags
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+import skcrossmodal
 from skcrossmodal import (
     MiniBatchSharedProjection,
     SharedProjection,
@@ -420,6 +422,22 @@ def test_errors_and_warnings():
         MiniBatchSharedProjection(
             2, modalities=modalities, max_iter=1, random_state=0
         ).fit(X)
+
+
+def test_pickle_round_trip_is_exact_and_version_stamped():
+    X, modalities = make_views(n=500)
+    model = MiniBatchSharedProjection(
+        2, modalities=modalities, reg=0.1, max_iter=3, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+    assert model.__getstate__()["_skcrossmodal_version"] == skcrossmodal.__version__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = pickle.loads(pickle.dumps(model))
+    assert_array_equal(loaded.transform(X), model.transform(X))
+    assert loaded.score(X) == model.score(X)
 
 
 def test_dask_input_is_refused_clearly():
