@@ -270,7 +270,7 @@ random_state, early_stopping, validation_fraction, n_iter_no_change, verbose
             V,
             adam,
             rng,
-            train=train_rows,
+            train_rows=train_rows,
             monitored=monitored,
             names=names,
             k=k,

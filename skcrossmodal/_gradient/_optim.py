@@ -106,7 +106,7 @@ def train(
     adam,
     rng,
     *,
-    train,
+    train_rows,
     monitored,
     names,
     k,
@@ -118,14 +118,14 @@ def train(
     verbose,
 ):
     """The epochs, the monitoring and the final small solve; see the module."""
-    n_train = len(train)
+    n_train = len(train_rows)
     loss_curve, scores = [], []
     xp = problem.xp
     best_score, best_loss, best_V = -np.inf, np.inf, xp.asarray(V, copy=True)
     no_improvement, plateau, converged, epoch = 0, 0, False, 0
     start = time.perf_counter()
     for epoch in range(1, max_iter + 1):
-        order = rng.permutation(train)
+        order = rng.permutation(train_rows)
         # On a device, the epoch's row order is copied there once: a copy
         # per batch would wait for the device each time.
         device_order = data.device_index(order)
@@ -189,7 +189,7 @@ def train(
             ConvergenceWarning,
             stacklevel=4,
         )
-    small = problem.project_covariance(best_V, data, train)
+    small = problem.project_covariance(best_V, data, train_rows)
     correlations, coefficients = problem.solve_small(small, k, names=names)
     if coefficients is None:
         raise ValueError(
@@ -204,7 +204,7 @@ def train(
         blocks=problem.blocks,
         mean=problem.mean,
         std=problem.std,
-        n_samples=len(train),
+        n_samples=len(train_rows),
         n_iter=epoch,
         loss_curve=loss_curve,
         validation_scores=scores if early_stopping else None,

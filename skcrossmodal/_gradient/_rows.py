@@ -17,6 +17,7 @@ from sklearn.externals.array_api_compat import numpy as numpy_namespace
 
 from .. import _namespace
 from .._modalities import (
+    check_finite_blocks,
     check_no_infinite,
     check_rows_present,
     presence_mask,
@@ -108,12 +109,13 @@ class Rows:
         self.present = np.column_stack(present)
 
     def _check_dense(self, X):
-        present = []
-        for chunk in self.chunks(np.arange(self.n_rows)):
-            block = X[chunk]
-            check_no_infinite(block)
-            present.append(presence_mask(block, self.modalities))
-        self.present = np.vstack(present)
+        # A chunk at a time: the NaN mask of all of X would be X's size.
+        self.present = np.vstack(
+            [
+                check_finite_blocks(X[chunk], self.modalities, first_row=int(chunk[0]))
+                for chunk in self.chunks(np.arange(self.n_rows))
+            ]
+        )
 
     def _check_array_api(self, X):
         xp = self.xp
