@@ -21,9 +21,10 @@ The parts, bottom up:
   training loop.
 
 :func:`fit_gradient_space` runs them and returns a fitted
-:class:`~skcrossmodal._shared_space.SharedSpace`; it is what
-``MiniBatchSharedProjection.fit`` (and ``SharedProjection(solver="gradient")``)
-call.
+:class:`~skcrossmodal._shared_space.SharedSpace` and the other fitted
+attributes; ``MiniBatchSharedProjection.fit`` calls it, and so can
+``SharedProjection(solver="gradient")``. :func:`fit_gradient` is the same
+fit with stacked arrays, what ``SharedProjection`` calls today.
 
 Array API input
 ---------------
