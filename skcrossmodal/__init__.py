@@ -14,7 +14,7 @@ from .fusion import (
     LateFusionRegressor,
     WeightedFusion,
 )
-from .gradient import MiniBatchSharedProjection
+from .gradient import GradientSharedProjection
 from .projection import SharedProjection
 from .transfer import CrossModalTransferClassifier, CrossModalTransferRegressor
 
@@ -22,9 +22,9 @@ __all__ = [
     "ConcatFusion",
     "CrossModalTransferClassifier",
     "CrossModalTransferRegressor",
+    "GradientSharedProjection",
     "LateFusionClassifier",
     "LateFusionRegressor",
-    "MiniBatchSharedProjection",
     "SharedProjection",
     "SharedProjectionCV",
     "WeightedFusion",

@@ -1,21 +1,21 @@
-"""MiniBatchSharedProjection: the shared projection by mini-batch gradient descent."""
+"""GradientSharedProjection: the shared projection by mini-batch gradient descent."""
 
 from __future__ import annotations
 
 from numbers import Integral, Real
 
-import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._array_api import check_same_namespace
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
-from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ._base import VersionedPickleMixin, validate_modal_data
 from ._dask import is_dask_collection
 from ._gradient import fit_gradient_space
+from ._space_estimator import SharedSpaceMixin
 
 
-class MiniBatchSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
+class GradientSharedProjection(
+    VersionedPickleMixin, SharedSpaceMixin, TransformerMixin, BaseEstimator
+):
     r"""Shared projection by mini-batch gradient descent, for very wide data.
 
     The same shared space as :class:`~skcrossmodal.SharedProjection` (ridge /
@@ -186,13 +186,13 @@ class MiniBatchSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEsti
     Examples
     --------
     >>> import numpy as np
-    >>> from skcrossmodal import MiniBatchSharedProjection
+    >>> from skcrossmodal import GradientSharedProjection
     >>> rng = np.random.default_rng(0)
     >>> latent = rng.normal(size=(2000, 2))
     >>> text = latent @ rng.normal(size=(2, 40)) + rng.normal(size=(2000, 40))
     >>> image = latent @ rng.normal(size=(2, 30)) + rng.normal(size=(2000, 30))
     >>> X = np.hstack([text, image])
-    >>> proj = MiniBatchSharedProjection(
+    >>> proj = GradientSharedProjection(
     ...     n_components=2, modalities={"text": slice(0, 40), "image": slice(40, 70)},
     ...     reg=0.1, random_state=0)
     >>> Z = proj.fit_transform(X)
@@ -276,7 +276,7 @@ class MiniBatchSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEsti
 
         Returns
         -------
-        self : MiniBatchSharedProjection
+        self : GradientSharedProjection
         """
         if is_dask_collection(X):
             raise ValueError(
@@ -287,7 +287,7 @@ class MiniBatchSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEsti
                 "chunks live."
             )
         X = validate_modal_data(self, X, reset=True)
-        check_components_and_output(self.n_components, self.output, self.modalities_)
+        self._check_params_against_modalities()
         space, info = fit_gradient_space(
             X,
             self.modalities_,
@@ -304,91 +304,26 @@ class MiniBatchSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEsti
             n_iter_no_change=self.n_iter_no_change,
             verbose=self.verbose,
         )
-        self._space = space
-        self.canonical_correlations_ = space.correlations
-        self.weights_ = space.weights
-        self.means_ = space.means
-        self.scale_ = info["scale"]
         self.reg_ = info["reg"]
-        self.n_samples_seen_ = info["n_samples_seen"]
         self.n_iter_ = info["n_iter"]
         self.loss_curve_ = info["loss_curve"]
         self.validation_scores_ = info["validation_scores"]
-        return self
+        return self._set_fitted(
+            space.correlations,
+            space.weights,
+            space.means,
+            info["scale"],
+            info["n_samples_seen"],
+            None,
+        )
 
     def transform(self, X):
-        """Project X into the shared space.
+        # Defined here, not only inherited, so that TransformerMixin's
+        # set_output wraps it: scikit-learn wraps only the transform a class
+        # defines itself, and SharedSpaceMixin is not a _SetOutputMixin.
+        return super().transform(X)
 
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
-            Rows with at least one modality present.
-
-        Returns
-        -------
-        X_new : ndarray of shape (n_samples, n_components) or \
-                (n_samples, n_modalities * n_components)
-            See ``output``. Same float dtype, namespace and device as X.
-        """
-        check_is_fitted(self)
-        X = validate_modal_data(self, X, reset=False)
-        check_same_namespace(
-            X, self, attribute="canonical_correlations_", method="transform"
-        )
-        projections, present = self._space.project(X)
-        return self._space.combine(projections, present, self.output)
-
-    def score(self, X, y=None):
-        """Mean held-out canonical correlation.
-
-        The Pearson correlation between the projections of each pair of
-        modalities, on the rows that carry both, averaged over pairs and
-        components. Higher is better, so ``GridSearchCV`` can tune ``reg``
-        and ``n_components`` without labels.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
-            Held-out rows.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        score : float
-            NaN (with a warning) when no correlation can be measured.
-        """
-        check_is_fitted(self)
-        X = validate_modal_data(self, X, reset=False)
-        check_same_namespace(
-            X, self, attribute="canonical_correlations_", method="score"
-        )
-        projections, present = self._space.project(X)
-        return self._space.score(projections, present)
-
-    def get_feature_names_out(self, input_features=None):
-        """Names of the output columns.
-
-        ``"minibatchsharedprojection0"``, ... ; with ``output="concat"``,
-        ``"<modality>__minibatchsharedprojection0"``, ... so that a further
-        skcrossmodal step with ``modalities=None`` finds the modalities again.
-
-        Parameters
-        ----------
-        input_features : array-like of str or None, default=None
-            Only checked against the fitted feature names.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str objects
-        """
-        check_is_fitted(self)
-        _check_feature_names_in(self, input_features, generate_names=False)
-        prefix = type(self).__name__.lower()
-        names = [f"{prefix}{j}" for j in range(self.n_components)]
-        if self.output == "concat":
-            names = [f"{m}__{name}" for m in self.modalities_ for name in names]
-        return np.asarray(names, dtype=object)
+    transform.__doc__ = SharedSpaceMixin.transform.__doc__
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -400,21 +335,3 @@ class MiniBatchSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEsti
         # Dense torch / CuPy / any array API input under array_api_dispatch.
         tags.array_api_support = True
         return tags
-
-
-def check_components_and_output(n_components, output, modalities):
-    """Raise unless ``n_components`` fits the narrowest modality and
-    ``output`` is "mean", "concat" or a modality name."""
-    names = list(modalities)
-    narrowest = min(names, key=lambda name: len(modalities[name]))
-    if n_components > len(modalities[narrowest]):
-        raise ValueError(
-            f"n_components={n_components} is larger than modality "
-            f"{narrowest!r}, which has {len(modalities[narrowest])} "
-            "feature(s). Choose n_components <= the narrowest modality's width."
-        )
-    if output not in ("mean", "concat") and output not in names:
-        raise ValueError(
-            f"output={output!r} is not 'mean', 'concat' or a modality "
-            f"name; modalities are {names}."
-        )

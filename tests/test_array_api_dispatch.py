@@ -67,7 +67,7 @@ def test_fit_transform_score_stay_in_the_array_namespace():
     "test_file, selection",
     [
         ("test_estimator_checks.py", "array_api"),
-        # MiniBatchSharedProjection (the gradient solver), in test_gradient.py.
+        # GradientSharedProjection (the gradient solver), in test_gradient.py.
         ("test_gradient.py", "test_sklearn_compatible and array_api"),
     ],
 )

@@ -1,4 +1,4 @@
-"""MiniBatchSharedProjection: the gradient solver (skcrossmodal._gradient).
+"""GradientSharedProjection: the gradient solver (skcrossmodal._gradient).
 
 Every fit is compared with the closed form (``SharedProjection``, an
 independent exact computation) or with numpy computations done here; the
@@ -31,7 +31,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skcrossmodal
 from skcrossmodal import (
-    MiniBatchSharedProjection,
+    GradientSharedProjection,
     SharedProjection,
     _array_api,
     _namespace,
@@ -175,7 +175,7 @@ def test_matches_closed_form(widths, whiten_max, monkeypatch):
     # Correlations about 0.95, 0.8, 0.4, then 0.04: well separated.
     X, modalities = make_views(n=5000, widths=widths, noise=1.0)
     closed = SharedProjection(3, modalities=modalities, reg=0.1).fit(X)
-    model = MiniBatchSharedProjection(
+    model = GradientSharedProjection(
         3, modalities=modalities, reg=0.1, random_state=0
     ).fit(X)
     # The Jacobi preconditioner (the path for modalities wider than 2048
@@ -212,7 +212,7 @@ def test_scale_and_missing_modalities_match_closed_form():
     X[400:700, 11:] = np.nan
     before = X.copy()
     closed = SharedProjection(2, modalities=modalities, reg=0.2, scale=True).fit(X)
-    model = MiniBatchSharedProjection(
+    model = GradientSharedProjection(
         2, modalities=modalities, reg=0.2, scale=True, random_state=0
     ).fit(X)
     assert_array_equal(X, before)
@@ -238,7 +238,7 @@ def test_sparse_with_no_row_carrying_every_modality():
     X = sparse.csr_matrix(X)
     before = X.copy()
     closed = SharedProjection(2, modalities=modalities, reg=0.1).fit(X)
-    model = MiniBatchSharedProjection(
+    model = GradientSharedProjection(
         2, modalities=modalities, reg=0.1, random_state=0
     ).fit(X)
     assert_array_equal(X.data, before.data)  # NaN not zeroed in X
@@ -263,7 +263,7 @@ def test_sparse_input_matches_closed_form():
     modalities = {"text": slice(0, 150), "dense": slice(150, 160)}
     before = X.copy()
     closed = SharedProjection(2, modalities=modalities, reg=0.01).fit(X)
-    model = MiniBatchSharedProjection(
+    model = GradientSharedProjection(
         2, modalities=modalities, reg=0.01, random_state=0
     ).fit(X)
     assert (before != X).nnz == 0  # input untouched
@@ -289,7 +289,7 @@ def test_never_forms_a_features_by_features_matrix():
     text = sparse.csr_matrix((values, (rows, words)), shape=(n, width))
     dense = latent[:, None] + rng.normal(size=(n, 5))
     X = sparse.hstack([text, sparse.csr_matrix(dense)]).tocsr()
-    model = MiniBatchSharedProjection(
+    model = GradientSharedProjection(
         2,
         modalities={"text": slice(0, width), "dense": slice(width, width + 5)},
         reg=1e-3,
@@ -313,7 +313,7 @@ def test_never_forms_a_features_by_features_matrix():
 
 def test_early_stopping_verbose_and_attributes(capsys):
     X, modalities = make_views(n=2000, noise=1.5)
-    model = MiniBatchSharedProjection(
+    model = GradientSharedProjection(
         2,
         modalities=modalities,
         reg=0.1,
@@ -333,7 +333,7 @@ def test_early_stopping_verbose_and_attributes(capsys):
     assert model.reg_ == {"m0": 0.1, "m1": 0.1}
     assert model.scale_ == {"m0": None, "m1": None}
 
-    plain = MiniBatchSharedProjection(
+    plain = GradientSharedProjection(
         2, modalities=modalities, reg=0.1, random_state=0
     ).fit(X)
     assert plain.validation_scores_ is None
@@ -346,7 +346,7 @@ def test_reg_dict_matches_closed_form():
     X, modalities = make_views(n=4000, widths=(6, 5))
     reg = {"m0": 0.5, "m1": 0.0}
     closed = SharedProjection(2, modalities=modalities, reg=reg).fit(X)
-    model = MiniBatchSharedProjection(
+    model = GradientSharedProjection(
         2, modalities=modalities, reg=reg, random_state=0
     ).fit(X)
     assert model.reg_ == reg
@@ -356,29 +356,29 @@ def test_reg_dict_matches_closed_form():
 def test_float32_in_float32_out_and_set_output():
     pd = pytest.importorskip("pandas")
     X, modalities = make_views(n=2000)
-    model = MiniBatchSharedProjection(
+    model = GradientSharedProjection(
         2, modalities=modalities, reg=0.1, random_state=0
     ).fit(X.astype(np.float32))
     assert model.transform(X.astype(np.float32)).dtype == np.float32
     frame = model.set_output(transform="pandas").transform(X)
     assert isinstance(frame, pd.DataFrame)
     assert list(frame.columns) == [
-        "minibatchsharedprojection0",
-        "minibatchsharedprojection1",
+        "gradientsharedprojection0",
+        "gradientsharedprojection1",
     ]
     concat = model.set_params(output="concat").get_feature_names_out()
     assert list(concat)[:2] == [
-        "m0__minibatchsharedprojection0",
-        "m0__minibatchsharedprojection1",
+        "m0__gradientsharedprojection0",
+        "m0__gradientsharedprojection1",
     ]
 
 
 def test_shared_projection_gradient_solver_is_the_same_fit():
     """SharedProjection(solver="gradient") runs the same solver: the same
-    weights and correlations as MiniBatchSharedProjection, bit for bit."""
+    weights and correlations as GradientSharedProjection, bit for bit."""
     X, modalities = make_views(n=1500)
     params = dict(modalities=modalities, reg=0.1, scale=True, random_state=0)
-    ours = MiniBatchSharedProjection(2, **params).fit(X)
+    ours = GradientSharedProjection(2, **params).fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # once deprecated
         theirs = SharedProjection(2, solver="gradient", **params).fit(X)
@@ -392,7 +392,7 @@ def test_shared_projection_gradient_solver_is_the_same_fit():
 
 def test_errors_and_warnings():
     X, modalities = make_views(n=300)
-    model = MiniBatchSharedProjection(2, modalities=modalities, reg="auto")
+    model = GradientSharedProjection(2, modalities=modalities, reg="auto")
     with pytest.raises(ValueError, match="reg='auto'.*never forms"):
         model.fit(X)
     with pytest.raises(ValueError, match="reg='auto'"):
@@ -403,30 +403,30 @@ def test_errors_and_warnings():
         model.set_params(reg={"m0": 0.1, "m1": -1.0}).fit(X)
     assert not hasattr(model, "partial_fit")
     with pytest.raises(ValueError, match="n_components=6 is larger than modality"):
-        MiniBatchSharedProjection(6, modalities=modalities).fit(X)
+        GradientSharedProjection(6, modalities=modalities).fit(X)
     with pytest.raises(ValueError, match="output='nope'"):
-        MiniBatchSharedProjection(2, modalities=modalities, output="nope").fit(X)
+        GradientSharedProjection(2, modalities=modalities, output="nope").fit(X)
     with pytest.raises(ValueError, match="validation_fraction"):
-        MiniBatchSharedProjection(
+        GradientSharedProjection(
             2, modalities=modalities, early_stopping=True, validation_fraction=0.001
         ).fit(X[:10])
     with pytest.raises(ValueError, match="Row 123 of X has no modality present"):
         nan_row = X.copy()
         nan_row[123] = np.nan
-        MiniBatchSharedProjection(2, modalities=modalities).fit(nan_row)
+        GradientSharedProjection(2, modalities=modalities).fit(nan_row)
     with pytest.raises(ValueError, match="infinity"):
         infinite = X.copy()
         infinite[5, 2] = np.inf
-        MiniBatchSharedProjection(2, modalities=modalities).fit(infinite)
+        GradientSharedProjection(2, modalities=modalities).fit(infinite)
     with pytest.warns(ConvergenceWarning, match="max_iter=1"):
-        MiniBatchSharedProjection(
+        GradientSharedProjection(
             2, modalities=modalities, max_iter=1, random_state=0
         ).fit(X)
 
 
 def test_pickle_round_trip_is_exact_and_version_stamped():
     X, modalities = make_views(n=500)
-    model = MiniBatchSharedProjection(
+    model = GradientSharedProjection(
         2, modalities=modalities, reg=0.1, max_iter=3, random_state=0
     )
     with warnings.catch_warnings():
@@ -443,14 +443,14 @@ def test_pickle_round_trip_is_exact_and_version_stamped():
 def test_dask_input_is_refused_clearly():
     da = pytest.importorskip("dask.array")
     X, modalities = make_views(n=300)
-    model = MiniBatchSharedProjection(2, modalities=modalities)
+    model = GradientSharedProjection(2, modalities=modalities)
     with pytest.raises(ValueError, match="needs X in memory"):
         model.fit(da.from_array(X, chunks=100))
 
 
 @parametrize_with_checks(
     [
-        MiniBatchSharedProjection(
+        GradientSharedProjection(
             n_components=1, modalities=EVEN_ODD, max_iter=5, random_state=0
         )
     ]
@@ -545,7 +545,7 @@ def test_array_api_equals_numpy(
     """
     monkeypatch.setattr(_problem, "_WHITEN_MAX", whiten_max)
     X = view_data(widths=widths)
-    model = MiniBatchSharedProjection(
+    model = GradientSharedProjection(
         3,
         modalities=layout(widths),
         reg=0.1,
@@ -600,7 +600,7 @@ def test_array_api_equals_numpy(
 def test_float32_sums(namespace, dispatch, monkeypatch):
     X = view_data(widths=(8, 6)).astype(np.float32)
     modalities = {"a": slice(0, 8), "b": slice(8, 14)}
-    model = MiniBatchSharedProjection(3, modalities=modalities, reg=0.1, random_state=0)
+    model = GradientSharedProjection(3, modalities=modalities, reg=0.1, random_state=0)
     with sklearn.config_context(array_api_dispatch=False):
         reference = clone(model).fit(X)
     closed = SharedProjection(3, modalities=modalities, reg=0.1).fit(X)
@@ -643,7 +643,7 @@ def test_float32_sums(namespace, dispatch, monkeypatch):
 def test_array_api_bad_input(namespace, dispatch):
     X = view_data(n_samples=400)
     modalities = {"a": slice(0, 8), "b": slice(8, 14)}
-    model = MiniBatchSharedProjection(2, modalities=modalities, max_iter=2)
+    model = GradientSharedProjection(2, modalities=modalities, max_iter=2)
     missing = X.copy()
     missing[3, 8:] = np.nan
     with pytest.raises(ValueError, match="Missing modalities .* not supported yet"):
@@ -670,7 +670,7 @@ def test_array_api_never_forms_a_features_by_features_matrix(dispatch, monkeypat
         [latent + rng.normal(size=(n, width)), latent + rng.normal(size=(n, width))]
     )
     Xx = xp.asarray(X)
-    model = MiniBatchSharedProjection(
+    model = GradientSharedProjection(
         2,
         modalities={"a": slice(0, width), "b": slice(width, 2 * width)},
         reg=1.0,

@@ -22,7 +22,7 @@ The parts, bottom up:
 
 :func:`fit_gradient_space` runs them and returns a fitted
 :class:`~skcrossmodal._shared_space.SharedSpace` and the other fitted
-attributes; ``MiniBatchSharedProjection.fit`` calls it, and so can
+attributes; ``GradientSharedProjection.fit`` calls it, and so can
 ``SharedProjection(solver="gradient")``. :func:`fit_gradient` is the same
 fit with stacked arrays, what ``SharedProjection`` calls today.
 
@@ -61,6 +61,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_limits
 
+from .._closed_form import check_reg, is_auto, reg_values
 from .._shared_space import SharedSpace
 from .._statistics import check_pair_counts
 from ._optim import Adam, GradientResult, auto_batch, train, working_width
@@ -80,20 +81,12 @@ def resolve_ridges(reg, names):
         For ``"auto"`` (anywhere), a dict whose keys are not exactly
         ``names``, or a negative or non-numeric value.
     """
-    if isinstance(reg, dict):
-        unknown, absent = set(reg) - set(names), set(names) - set(reg)
-        if unknown or absent:
-            raise ValueError(
-                f"reg as a dict needs exactly one entry per modality {names}; "
-                f"unknown: {sorted(unknown)}, missing: {sorted(absent)}."
-            )
-        values = [reg[name] for name in names]
-    else:
-        values = [reg] * len(names)
-    if any(isinstance(value, str) and value == "auto" for value in values):
+    check_reg(reg, names)
+    values = reg_values(reg, names)
+    if any(is_auto(value) for value in values):
         raise ValueError(
             "reg='auto' needs every entry of the covariance (Ledoit-Wolf), "
-            "which the gradient solver (MiniBatchSharedProjection, "
+            "which the gradient solver (GradientSharedProjection, "
             "SharedProjection(solver='gradient')) never forms. Give a number "
             "(e.g. the reg_ SharedProjection(reg='auto') chose on a "
             "subsample), or use SharedProjection's exact solvers."
@@ -131,10 +124,10 @@ def fit_gradient_space(
     modalities : dict of str -> ndarray of int
         Resolved modalities (``modalities_``).
     reg : float >= 0 or dict of str -> float
-        As ``MiniBatchSharedProjection``'s ``reg``; ``"auto"`` is refused.
+        As ``GradientSharedProjection``'s ``reg``; ``"auto"`` is refused.
     n_components, scale, max_iter, tol, batch_size, learning_rate, \
 random_state, early_stopping, validation_fraction, n_iter_no_change, verbose
-        As in ``MiniBatchSharedProjection``.
+        As in ``GradientSharedProjection``.
 
     Returns
     -------
@@ -221,7 +214,7 @@ def fit_gradient(
         ``lambda_m`` per modality, in the order of ``modalities``.
     n_components, scale, max_iter, tol, batch_size, learning_rate, \
 random_state, early_stopping, validation_fraction, n_iter_no_change, verbose
-        As in ``MiniBatchSharedProjection``.
+        As in ``GradientSharedProjection``.
 
     Returns
     -------

@@ -46,7 +46,8 @@ from sklearn.externals.array_api_compat import device as array_device
 from sklearn.externals.array_api_compat import numpy as numpy_namespace
 
 from .. import _solvers
-from .._array_api import sign_convention
+from .._closed_form import feature_scales
+from .._conventions import equilibration_factors, sign_convention
 from .._namespace import to_numpy
 from .._solvers import solve
 from ._moments import covariance_accumulator, first_pass
@@ -144,9 +145,8 @@ class Problem:
         blocks = _blocks(data.widths)
         mean = np.concatenate(moments.mean)
         variance = np.concatenate(moments.variance)
-        if scale:  # as the closed form: std over the stacked features
-            std = np.sqrt(variance)
-            std = np.where(std > np.finfo(float).eps * max(std.max(), 1.0), std, 1.0)
+        if scale:  # the closed form's scales (1 for a constant feature)
+            std = feature_scales(numpy_namespace, variance, mean)
         else:
             std = np.ones_like(variance)
         diagonal = variance / std**2 + np.repeat(np.asarray(ridges), data.widths)
@@ -336,10 +336,8 @@ class Problem:
         # modality's largest weight after equilibration (times sqrt(D_ii)) is
         # positive.
         first = self.blocks[0]
-        scale = xp.sqrt(self.diagonal[first])
-        tiny = float(np.finfo(np.float64).tiny) ** 0.25
-        scale = xp.where(scale > tiny, scale, xp.ones_like(scale))
-        signs = sign_convention(xp, weights[first, :] * scale[:, None])
+        scale = equilibration_factors(self.diagonal[first])
+        signs = sign_convention(weights[first, :] * scale[:, None])
         return weights * signs[None, :]
 
 
@@ -352,8 +350,7 @@ def whitener(block_covariance):
     units lose no digits), with its columns' signs fixed by
     :func:`eigenvector_signs`, then divided by ``sqrt(rank)``.
     """
-    diagonal = np.sqrt(np.diag(block_covariance))
-    diagonal = np.where(diagonal > np.finfo(float).tiny ** 0.25, diagonal, 1.0)
+    diagonal = equilibration_factors(np.diag(block_covariance))
     equilibrated = block_covariance / np.outer(diagonal, diagonal)
     white = _solvers._whitener(equilibrated)
     white = white * eigenvector_signs(white)
