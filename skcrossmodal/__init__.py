@@ -14,6 +14,7 @@ from .fusion import (
     LateFusionRegressor,
     WeightedFusion,
 )
+from .gradient import GradientSharedProjection
 from .projection import SharedProjection
 from .transfer import CrossModalTransferClassifier, CrossModalTransferRegressor
 
@@ -21,6 +22,7 @@ __all__ = [
     "ConcatFusion",
     "CrossModalTransferClassifier",
     "CrossModalTransferRegressor",
+    "GradientSharedProjection",
     "LateFusionClassifier",
     "LateFusionRegressor",
     "SharedProjection",

@@ -20,23 +20,17 @@ relative to the array's largest entry, worst case over both namespaces):
 
 The estimators themselves run under array_api_dispatch (the ``dispatch``
 fixture), array_api_strict on its non-default "device1" (which refuses any
-conversion to numpy). Measured over the CASES (5 seeds) and GRADIENT_CASES
-(4 seeds), both namespaces:
+conversion to numpy). Measured over the CASES (5 seeds), both namespaces
+(the gradient solver's array API tests are in test_gradient.py):
 
 * partial_fit, float64: against fit on all the batches and against numpy's
   partial_fit, correlations 1.8e-15, weights 2.8e-14 (tested at the asked
   1e-8 and 1e-6); float32 sums: correlations 7.7e-7, weights 8.6e-6
   (tested at 1e-5 and 1e-4).
-* solver="gradient", float64 sums (float64 or float32 X): the same epochs
-  as numpy with the same random_state; correlations 1.0e-15, weights
-  6.8e-14, transform 2.0e-14 (tested at 1e-6). float32 sums: the same
-  epochs, correlations usually 1e-7 but up to 7.3e-5, weights up to 8e-2 (a
-  run can drift to another approximate optimum; see test_gradient_float32).
 """
 
 import pickle
 import tracemalloc
-import warnings
 
 import numpy as np
 import pytest
@@ -45,10 +39,9 @@ import scipy.sparse
 import sklearn
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import get_tags
 
-from skcrossmodal import SharedProjection, _array_api, _gradient, _namespace
+from skcrossmodal import SharedProjection, _array_api
 from skcrossmodal._array_api import (
     ArrayAPIAccumulator,
     accumulation_dtype,
@@ -374,9 +367,8 @@ def dispatch(monkeypatch):
     reads when first imported, long before these tests. Nothing here calls
     scipy on array API arrays (array_api_strict's "device1" below refuses
     any conversion to numpy), so the variable is set for scikit-learn's
-    check only. test_array_api_dispatch.py and
-    test_sklearn_array_api_checks_of_the_gradient_solver run in a fresh
-    interpreter where it is set before the import.
+    check only. test_array_api_dispatch.py runs in a fresh interpreter
+    where it is set before the import.
     """
     monkeypatch.setenv("SCIPY_ARRAY_API", "1")
     with sklearn.config_context(array_api_dispatch=True):
@@ -610,182 +602,6 @@ def test_partial_fit_memory_does_not_grow_with_rows(dispatch):
     short, long = peak(2), peak(20)
     assert long < 1.25 * short
     assert long < 10 * 2000 * 80 * 8
-
-
-# -- solver="gradient" ---------------------------------------------------------
-
-
-def make_views(n_samples=3000, widths=(8, 6), seed=0):
-    """Modalities sharing 3 signals (correlations about 0.95, 0.8, 0.4)."""
-    rng = np.random.default_rng(seed)
-    latent = rng.normal(size=(n_samples, 3)) * np.array([2.0, 1.25, 0.5])
-    return np.hstack(
-        [
-            latent @ rng.normal(size=(3, w)) + rng.normal(size=(n_samples, w)) + 3.0
-            for w in widths
-        ]
-    )
-
-
-GRADIENT_CASES = [
-    # widths, layout, scale, early_stopping, whiten_max (0: Jacobi)
-    ((8, 6), contiguous, False, False, 2048),
-    ((6, 5), interleaved, True, False, 2048),
-    ((5, 6, 7), contiguous, True, True, 0),
-]
-
-
-@pytest.mark.parametrize("namespace", NAMESPACES)
-@pytest.mark.parametrize(
-    "widths, layout, scale, early_stopping, whiten_max", GRADIENT_CASES
-)
-def test_gradient_equals_numpy_path(
-    namespace, widths, layout, scale, early_stopping, whiten_max, dispatch, monkeypatch
-):
-    """Same random_state: the same start, batches and steps as numpy.
-
-    The initial weights and row orders are numpy draws in both; the
-    whiteners' eigenvectors have a fixed sign (_gradient._eigenvector_signs),
-    so the coordinates Adam works in agree too. What remains is rounding
-    (another BLAS), measured at 1e-15 relative on the correlations and
-    weights: the runs take the same epochs and stop at the same one.
-    """
-    monkeypatch.setattr(_gradient, "_WHITEN_MAX", whiten_max)
-    X = make_views(widths=widths)
-    model = SharedProjection(
-        3,
-        modalities=layout(widths),
-        reg=0.1,
-        scale=scale,
-        solver="gradient",
-        early_stopping=early_stopping,
-        random_state=0,
-    )
-    with sklearn.config_context(array_api_dispatch=False):
-        reference = clone(model).fit(X)
-    Xx = to_device(namespace, X)
-    fitted = clone(model).fit(Xx)
-    assert_array_equal(to_numpy(Xx), X)  # not modified
-    assert_in_namespace_of(fitted, Xx)
-    assert str(fitted.canonical_correlations_.dtype).endswith("float64")
-
-    assert fitted.n_iter_ == reference.n_iter_
-    assert_allclose(fitted.loss_curve_, reference.loss_curve_, rtol=1e-6)
-    if early_stopping:
-        assert_allclose(
-            fitted.validation_scores_, reference.validation_scores_, rtol=1e-6
-        )
-    else:
-        assert fitted.validation_scores_ is None
-    assert fitted.n_samples_seen_ == reference.n_samples_seen_
-    close(fitted.canonical_correlations_, reference.canonical_correlations_, 1e-6)
-    for name in reference.modalities_:
-        close(fitted.weights_[name], reference.weights_[name], 1e-6)
-        close(fitted.means_[name], reference.means_[name], 1e-12)
-        if scale:
-            close(fitted.scale_[name], reference.scale_[name], 1e-12)
-    for output in ["mean", "concat"]:
-        Z = fitted.set_params(output=output).transform(Xx)
-        assert namespace_name(Z) == namespace_name(Xx) and Z.device == Xx.device
-        close(Z, reference.set_params(output=output).transform(X), 1e-6)
-    assert fitted.score(Xx) == pytest.approx(reference.score(X), rel=1e-6)
-    # And both found what the closed form finds.
-    closed = SharedProjection(3, modalities=layout(widths), reg=0.1, scale=scale).fit(X)
-    assert abs(
-        float(to_numpy(fitted.canonical_correlations_).sum())
-        - closed.canonical_correlations_.sum()
-    ) < (2e-3 if early_stopping else 1e-3)
-
-
-@pytest.mark.parametrize("namespace", NAMESPACES)
-def test_gradient_float32(namespace, dispatch, monkeypatch):
-    X = make_views(widths=(8, 6)).astype(np.float32)
-    modalities = {"a": slice(0, 8), "b": slice(8, 14)}
-    model = SharedProjection(
-        3, modalities=modalities, reg=0.1, solver="gradient", random_state=0
-    )
-    with sklearn.config_context(array_api_dispatch=False):
-        reference = clone(model).fit(X)
-    closed = SharedProjection(3, modalities=modalities, reg=0.1).fit(X)
-
-    # float64 sums on the CPU, from the same float32 values the numpy path
-    # casts: the same computation.
-    fitted = clone(model).fit(to_device(namespace, X))
-    close(fitted.canonical_correlations_, reference.canonical_correlations_, 1e-6)
-    for name in modalities:
-        close(fitted.weights_[name], reference.weights_[name], 1e-6)
-    Z = fitted.transform(to_device(namespace, X))
-    assert str(Z.dtype).endswith("float32")
-    close(Z, reference.transform(X), 1e-5)
-
-    # float32 everything, as on a device without float64 (torch MPS). Each
-    # step's rounding (1e-7) is no longer negligible next to the solver's
-    # own accuracy, so a run can drift to another approximate optimum of
-    # the same quality: usually the correlations agree to 1e-7, but on this
-    # data torch's differ by 7e-5 (the weights by about 1%, the solver's own
-    # accuracy). Tested: each correlation within 5e-4 of the numpy path's,
-    # and the sum within 1e-3 of the numpy path's and the closed form's.
-    monkeypatch.setattr(_array_api, "accumulation_dtype", lambda xp, device: xp.float32)
-    monkeypatch.setattr(_namespace, "accumulation_dtype", lambda xp, device: xp.float32)
-    fitted = clone(model).fit(to_device(namespace, X))
-    assert str(fitted.canonical_correlations_.dtype).endswith("float32")
-    correlations = to_numpy(fitted.canonical_correlations_).astype(np.float64)
-    assert_allclose(correlations, reference.canonical_correlations_, atol=5e-4)
-    for expected in [reference, closed]:
-        assert abs(correlations.sum() - expected.canonical_correlations_.sum()) < 1e-3
-    Z = fitted.transform(to_device(namespace, X))
-    assert str(Z.dtype).endswith("float32") and Z.shape == (X.shape[0], 3)
-
-
-@pytest.mark.parametrize("namespace", NAMESPACES)
-def test_gradient_bad_input(namespace, dispatch):
-    X = make_views(n_samples=400)
-    modalities = {"a": slice(0, 8), "b": slice(8, 14)}
-    model = SharedProjection(2, modalities=modalities, solver="gradient", max_iter=2)
-    missing = X.copy()
-    missing[3, 8:] = np.nan
-    with pytest.raises(ValueError, match="Missing modalities .* not supported yet"):
-        model.fit(to_device(namespace, missing))
-    infinite = X.copy()
-    infinite[5, 2] = -np.inf
-    with pytest.raises(ValueError, match="infinity"):
-        model.fit(to_device(namespace, infinite))
-    with pytest.raises(ValueError, match="reg='auto'.*solver='gradient'"):
-        clone(model).set_params(reg="auto").fit(to_device(namespace, X))
-    with pytest.raises(AttributeError, match="partial_fit"):
-        model.partial_fit(to_device(namespace, X))
-
-
-def test_gradient_never_forms_a_features_by_features_matrix(dispatch, monkeypatch):
-    """Two modalities of 2 500 features (wider than _WHITEN_MAX: Jacobi):
-    a D x D float64 matrix would be 200 MB. array_api_strict arrays are
-    numpy underneath, so tracemalloc sees them."""
-    monkeypatch.setattr(_gradient, "_WHITEN_MAX", 2048)
-    rng = np.random.default_rng(0)
-    n, width = 300, 2500
-    latent = rng.normal(size=(n, 1))
-    X = np.hstack(
-        [latent + rng.normal(size=(n, width)), latent + rng.normal(size=(n, width))]
-    )
-    Xx = xp_strict.asarray(X)
-    model = SharedProjection(
-        2,
-        modalities={"a": slice(0, width), "b": slice(width, 2 * width)},
-        reg=1.0,
-        solver="gradient",
-        max_iter=2,
-        random_state=0,
-    )
-    tracemalloc.start()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(Xx)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert model.weights_["a"].shape == (width, 2)
-    # O(D q + n D): a few copies of X (batches, validation) and D x q buffers.
-    assert peak < 4 * X.nbytes + 40 * 2 * width * 4 * 8
-    assert peak < (2 * width) ** 2 * 8 / 4
 
 
 def test_array_api_support_tags():

@@ -67,8 +67,8 @@ def test_fit_transform_score_stay_in_the_array_namespace():
     "test_file, selection",
     [
         ("test_estimator_checks.py", "array_api"),
-        # SharedProjection(solver="gradient"), checked in test_scale.py.
-        ("test_scale.py", "test_gradient_solver_is_sklearn_compatible and array_api"),
+        # GradientSharedProjection (the gradient solver), in test_gradient.py.
+        ("test_gradient.py", "test_sklearn_compatible and array_api"),
     ],
 )
 def test_sklearn_array_api_checks_pass(test_file, selection):
