@@ -45,7 +45,7 @@ from skcrossmodal import (
     ConcatFusion,
     SharedProjection,
     WeightedFusion,
-    _fusion_utils,
+
     retrieval,
 )
 from skcrossmodal.retrieval import (
@@ -406,7 +406,9 @@ def test_mfa_and_frobenius_scales_by_hand(namespace):
 @pytest.mark.parametrize("namespace", NAMESPACES)
 def test_mfa_above_the_gram_limit_uses_svdvals(namespace, monkeypatch):
     """Above _GRAM_LIMIT numpy uses ARPACK, the array API path svdvals."""
-    monkeypatch.setattr(_fusion_utils, "_GRAM_LIMIT", 2)
+    from skcrossmodal.fusion import _utils as fusion_utils
+
+    monkeypatch.setattr(fusion_utils, "_GRAM_LIMIT", 2)
     X = make_data(widths=(4, 5, 3))
     mods = {"a": [0, 1, 2, 3], "b": [4, 5, 6, 7, 8], "c": [9, 10, 11]}
     expected = ConcatFusion("mfa", modalities=mods).fit(X)

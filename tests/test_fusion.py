@@ -312,13 +312,13 @@ def test_concat_fusion_sparse_without_centring():
 
 
 def test_mfa_large_blocks_use_arpack_with_the_same_result(monkeypatch):
-    from skcrossmodal import _fusion_utils
+    from skcrossmodal.fusion import _utils as fusion_utils
 
     rng = np.random.default_rng(11)
     X = rng.normal(size=(40, 9)) * np.arange(1, 10)
     X[X < 0] = 0
     expected = ConcatFusion("mfa", modalities=ABC, center=False).fit(X).scales_
-    monkeypatch.setattr(_fusion_utils, "_GRAM_LIMIT", 1)  # force the svds branch
+    monkeypatch.setattr(fusion_utils, "_GRAM_LIMIT", 1)  # force the svds branch
     for data in (X, sparse.csr_matrix(X)):
         scales = ConcatFusion("mfa", modalities=ABC, center=False).fit(data).scales_
         for name, cols in ABC.items():
