@@ -136,7 +136,10 @@ class _BaseLateFusion(VersionedPickleMixin, ModalInputMixin, BaseEstimator):
             )
         y, classes = self._prepare_y(y)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X)
+            with error_context("sample_weight needs one weight >= 0 per row of X"):
+                sample_weight = _check_sample_weight(
+                    sample_weight, X, ensure_non_negative=True
+                )
         names = list(self.modalities_)
         weights = check_weights(self.weights, names)
         bases = self._base_estimators(names)
@@ -147,6 +150,15 @@ class _BaseLateFusion(VersionedPickleMixin, ModalInputMixin, BaseEstimator):
         if stacking:
             checked["final_estimator"] = final
         self._check_sample_weight_support(checked, sample_weight)
+
+        if sample_weight is not None:
+            for position, name in enumerate(names):
+                if not sample_weight[present[:, position]].sum() > 0:
+                    raise ValueError(
+                        f"sample_weight is 0 on every row of X that carries "
+                        f"modality {name!r}, so nothing can be fitted for it. "
+                        "Give some of those rows a positive weight."
+                    )
 
         def subset(position):
             rows = present[:, position]
