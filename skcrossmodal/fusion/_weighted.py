@@ -247,7 +247,7 @@ class WeightedFusion(
                     n_features_out,
                     modalities=dict(self.modalities_),
                     reg=self.reg,
-                    output="concat",
+                    output=_unambiguous_output(names),
                 ).fit(X)
             self.shared_projection_ = projection
         xp = namespace(X)
@@ -310,6 +310,23 @@ class WeightedFusion(
         )
         return tags
 
+    def _shared_space(self):
+        """The fitted SharedProjection's space (its one projection routine).
+
+        Built from its documented attributes for a projection that has no
+        ``_space`` (pickled before it was stored).
+        """
+        projection = self.shared_projection_
+        space = getattr(projection, "_space", None)
+        if space is None:
+            space = SharedSpace(
+                projection.modalities_,
+                projection.means_,
+                projection.weights_,
+                projection.canonical_correlations_,
+            )
+        return space
+
     def _fit_pca(self, X, present, n_components):
         """A PCA per modality on the rows that carry it, and its input scale."""
         aligners, scales = {}, {}
@@ -341,14 +358,7 @@ class WeightedFusion(
         if self.align == "shared":
             # The one projection routine, (X_m - mu_m) W_m with NaN where m
             # is missing, on the fitted projection's documented attributes.
-            projection = self.shared_projection_
-            space = SharedSpace(
-                projection.modalities_,
-                projection.means_,
-                projection.weights_,
-                projection.canonical_correlations_,
-            )
-            aligned, _ = space.project(X, present=present)
+            aligned, _ = self._shared_space().project(X, present=present)
         else:
             scales = getattr(self, "input_scales_", {})
             aligned = []
@@ -366,6 +376,20 @@ class WeightedFusion(
             out_xp.where(present[:, j : j + 1], block, out_xp.zeros_like(block))
             for j, block in enumerate(aligned)
         ]
+
+
+def _unambiguous_output(names):
+    """An ``output`` for the inner SharedProjection that no modality name
+    makes ambiguous (WeightedFusion does not read it: it projects each
+    modality itself). "concat" as before, unless a modality has that name."""
+    for option in ("concat", "mean"):
+        if option not in names:
+            return option
+    # Both are modality names: another modality's name, if there is one.
+    others = [name for name in names if name not in ("concat", "mean")]
+    # Otherwise the modalities are exactly "concat" and "mean", and
+    # SharedProjection refuses, with a message that says to rename one.
+    return others[0] if others else "concat"
 
 
 def _pca_solver(block, n_components):
