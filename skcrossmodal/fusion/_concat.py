@@ -15,7 +15,6 @@ from .._namespace import accumulation_dtype, array_device
 from ._base import ModalInputMixin
 from ._utils import (
     block_rows,
-    divide,
     max_abs,
     namespace,
     nan_to_zero,
@@ -107,9 +106,10 @@ class ConcatFusion(
     numpy uses ARPACK). ``transform`` needs X in the namespace and on the
     device that ``fit`` saw.
 
-    **Numerics.** Each block is divided by its largest absolute value before
-    its mean and scale are computed (and multiplied back after), so no
-    square overflows or underflows whatever the unit of the features. A
+    **Numerics.** A block whose sums or squares leave float64's range is
+    multiplied by a power of two before its mean and scale are computed
+    again (and they are divided by it after, exactly), so no square
+    overflows or underflows whatever the unit of the features. A
     ``transform`` whose result float64 cannot hold (new values so far from
     the fitted ones that centring and scaling overflow) raises a ValueError
     rather than returning infinity.
@@ -168,9 +168,9 @@ class ConcatFusion(
         for position, (name, cols) in enumerate(self.modalities_.items()):
             block = block_rows(X, cols, present[:, position])
             if sparse.issparse(block):
-                block = block.astype(dtype)
+                block = block.astype(dtype, copy=False)
             else:
-                block = xp.astype(block, dtype)
+                block = xp.astype(block, dtype, copy=False)
             means[name], scales[name] = self._block_statistics(name, block, xp)
         # Set only once every block succeeded.
         self.means_, self.scales_ = means, scales
@@ -264,46 +264,64 @@ class ConcatFusion(
     def _block_statistics(self, name, block, xp):
         """Mean (an array like ``block``'s) and scale (a float) of one block.
 
-        The block is divided by its largest absolute value first: its squares
-        then neither overflow (values near 1e+200) nor underflow (near
-        1e-161), and "constant" is judged relative to its own magnitude.
+        Computed on the block as it is; when its sums or squares leave
+        float64's range (values near 1e+200 or 1e-161), again on the block
+        times a power of two that brings its largest value near 1, the
+        statistics divided by it after (exact). "Constant" is judged relative
+        to the block's own magnitude.
         """
-        n_rows, width = block.shape
-        largest = max_abs(block)
-        if largest == 0:  # all zero: mean 0, scale 1
-            if sparse.issparse(block):
-                return np.zeros(width), 1.0
-            zeros = xp.zeros((width,), dtype=block.dtype, device=array_device(block))
-            return zeros, 1.0
-        unit = divide(block, largest)
-        if sparse.issparse(unit):
-            mean_unit = np.asarray(unit.mean(axis=0)).reshape(-1)
+        statistics = self._statistics(name, block, 1.0, xp)
+        if statistics is None:
+            factor = math.ldexp(1.0, -math.frexp(max_abs(block))[1])
+            statistics = self._statistics(name, block * factor, factor, xp)
+        return statistics
+
+    def _statistics(self, name, block, factor, xp):
+        """Statistics of ``block`` (the data times ``factor``), in the data's
+        unit; None when unscaled (``factor`` 1) sums or squares are out of
+        range."""
+        n_rows = block.shape[0]
+        check_range = factor == 1.0
+        uncentred = block
+        if sparse.issparse(block):
+            mean = np.asarray(block.mean(axis=0)).reshape(-1)
         else:
-            mean_unit = xp.mean(unit, axis=0)
-            if self.center:
-                unit = unit - mean_unit
-        mean = mean_unit * largest
+            mean = xp.mean(block, axis=0)
+        if check_range and not bool(
+            namespace(mean).all(namespace(mean).isfinite(mean))
+        ):
+            return None
+        if self.center:
+            block = block - mean
         if self.scaling is None:
-            return mean, 1.0
-        if sparse.issparse(unit):
-            total = float(unit.multiply(unit).sum()) / n_rows
-        else:
-            total = float(xp.sum(unit * unit)) / n_rows
-        if self.center and _is_constant(total, mean_unit, n_rows, namespace(mean_unit)):
-            return mean, 1.0
+            return mean / factor, 1.0
+        total = _sum_of_squares(block) / n_rows
+        if total == 0:
+            if check_range and max_abs(block) > 0:  # squares underflowed
+                return None
+            return mean / factor, 1.0  # all zero, or constant when centred
+        if check_range and not _SQUARES_LOW < total < math.inf:
+            return None
+        if self.center and _is_constant(total, mean, n_rows, namespace(mean)):
+            # Rows that are all equal: their value is the mean, exactly (the
+            # computed mean can be a rounding off, which would not centre
+            # the block to exactly 0).
+            if bool(xp.all(uncentred == uncentred[0:1, :])):
+                mean = uncentred[0, :]
+            return mean / factor, 1.0
         if self.scaling == "frobenius":
             spread = math.sqrt(total)
         else:
-            spread = top_singular_value(unit) / math.sqrt(n_rows)
-        scale = spread * largest
+            spread = top_singular_value(block) / math.sqrt(n_rows)
+        scale = spread / factor
         if not math.isfinite(scale) or scale == 0:
             raise ValueError(
-                f"ConcatFusion: the scale of modality {name!r} ({spread!r} times "
-                f"its largest value {largest!r}) cannot be held in float64. "
-                "Rescale that modality's features (e.g. divide them by a "
-                "constant) before fitting."
+                f"ConcatFusion: the scale of modality {name!r} ({spread!r} "
+                f"divided by {factor!r}) cannot be held in float64. Rescale "
+                "that modality's features (e.g. divide them by a constant) "
+                "before fitting."
             )
-        return mean, scale
+        return mean / factor, scale
 
     def _column_vectors(self, xp):
         """Per-column offset, divisor and missing-block fill, as rows of one array.
@@ -360,15 +378,32 @@ class ConcatFusion(
             )
 
 
-def _is_constant(total_variance, mean_unit, n_rows, xp):
+# A mean square below this may have lost digits to underflow (values near
+# 2**-300 and below): the block is then scaled first.
+_SQUARES_LOW = 2.0**-600
+
+
+def _sum_of_squares(block):
+    """Sum of the squared entries of a dense (any namespace) or sparse block."""
+    if sparse.issparse(block):
+        return float(block.multiply(block).sum())
+    if isinstance(block, np.ndarray):
+        # numpy: einsum forms no squared copy of the block (about 2x faster).
+        return float(np.einsum("ij,ij->", block, block))
+    xp = namespace(block)
+    return float(xp.sum(block * block))
+
+
+def _is_constant(total_variance, mean, n_rows, xp):
     """Whether a centred block is constant up to the rounding of its mean.
 
     scikit-learn's rule for a constant feature (``StandardScaler``), applied
-    to the block's total variance and the squares of its means, all in units
-    of the block's largest absolute value: the variance a constant block can
-    show from rounding its mean is at most ``(n * eps * mean)**2``.
+    to the block's total variance and the squares of its means: the variance
+    a constant block can show from rounding its mean is at most
+    ``(n * eps * mean)**2``. Both sides scale alike with the unit, so the
+    rule is scale-free.
     """
-    eps = float(xp.finfo(mean_unit.dtype).eps)
-    squared_means = float(xp.sum(mean_unit * mean_unit))
+    eps = float(xp.finfo(mean.dtype).eps)
+    squared_means = float(xp.sum(mean * mean))
     bound = n_rows * eps * total_variance + (n_rows * eps) ** 2 * squared_means
     return total_variance <= bound

@@ -150,20 +150,8 @@ def max_abs(block):
     if math.prod(block.shape) == 0:
         return 0.0
     xp = array_namespace(block)
-    return float(xp.max(xp.abs(block)))
-
-
-def divide(block, value):
-    """``block / value`` for a dense or sparse block (a new array).
-
-    Sparse blocks divide their stored values: scipy would multiply by
-    ``1 / value``, which overflows for a subnormal ``value``.
-    """
-    if sparse.issparse(block):
-        block = block.copy()
-        block.data = block.data / value
-        return block
-    return block / value
+    # Two reductions rather than abs(), which would copy the block.
+    return max(float(xp.max(block)), -float(xp.min(block)))
 
 
 def power_of_two_scale(largest, largest_value):
