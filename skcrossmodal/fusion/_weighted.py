@@ -350,34 +350,43 @@ class WeightedFusion(
         return aligners, scales
 
     def _aligned_blocks(self, X, present):
-        """Each modality at the common width, 0 in rows that miss it."""
+        """Each modality at the common width, 0 in rows that miss it.
+
+        Only the blocks of modalities missing somewhere are copied (NaN to
+        0) and masked.
+        """
         xp = namespace(X)
-        complete = bool(xp.all(present))
-        source = X if complete else nan_to_zero(X)
-        columns = list(self.modalities_.values())
-        if self.align is None:
-            return [take_columns(source, cols) for cols in columns]
+        everywhere = xp.all(present, axis=0)
         if self.align == "shared":
             # The one projection routine, (X_m - mu_m) W_m with NaN where m
-            # is missing, on the fitted projection's documented attributes.
-            aligned, _ = self._shared_space().project(X, present=present)
-        else:
-            scales = getattr(self, "input_scales_", {})
-            aligned = []
-            for name, cols in self.modalities_.items():
-                block = take_columns(source, cols)
+            # is missing.
+            projections, _ = self._shared_space().project(X, present=present)
+        scales = getattr(self, "input_scales_", {})
+        blocks = []
+        for j, (name, cols) in enumerate(self.modalities_.items()):
+            complete = bool(everywhere[j])
+            if self.align == "shared":
+                block = projections[j]
+            else:
+                block = take_columns(X, cols)
+                if not complete:
+                    block = nan_to_zero(block)
+                if self.align is None:
+                    blocks.append(block)
+                    continue
                 factor = scales.get(name, 1.0)
                 if factor != 1.0:
                     block = block * factor
-                projection = self.aligners_[name].transform(block)
-                aligned.append(projection if factor == 1.0 else projection / factor)
-        if complete:
-            return aligned
-        out_xp = namespace(aligned[0])
-        return [
-            out_xp.where(present[:, j : j + 1], block, out_xp.zeros_like(block))
-            for j, block in enumerate(aligned)
-        ]
+                block = self.aligners_[name].transform(block)
+                if factor != 1.0:
+                    block = block / factor
+            if not complete:
+                out_xp = namespace(block)
+                block = out_xp.where(
+                    present[:, j : j + 1], block, out_xp.zeros_like(block)
+                )
+            blocks.append(block)
+        return blocks
 
 
 def _unambiguous_output(names):
