@@ -665,8 +665,8 @@ FUSION_CASES = [
         "array API input to late fusion under dispatch",
         lambda: _run_array_api(LateFusionClassifier(modalities=AB)),
         TypeError,
-        r"LateFusionClassifier takes numpy arrays.*only, got a array_api_strict "
-        r"array.*Convert the input first",
+        r"LateFusionClassifier takes numpy arrays.*only, got an array of "
+        r"namespace 'array_api_strict'.*Convert the input first",
     ),
     (
         "a sub-estimator's bad parameter names the modality",

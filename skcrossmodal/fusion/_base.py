@@ -57,7 +57,8 @@ def refuse_array_api(estimator, *arrays):
         if xp is not None:
             raise TypeError(
                 f"{type(estimator).__name__} takes numpy arrays (or sparse "
-                f"matrices, DataFrames) only, got a {namespace_name(xp)} array "
+                f"matrices, DataFrames) only, got an array of namespace "
+                f"{namespace_name(xp)!r} "
                 "under array_api_dispatch: its per-modality estimators are "
                 "arbitrary scikit-learn estimators, most of them numpy-only. "
                 "Convert the input first (e.g. X.cpu().numpy() for torch), or "
