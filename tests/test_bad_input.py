@@ -652,6 +652,26 @@ FUSION_CASES = [
         "positive weight",
     ),
     (
+        "ConcatFusion sample_weight of the wrong length",
+        lambda: unmodified(
+            lambda X, w: ConcatFusion(modalities=AB).fit(X, sample_weight=w),
+            _late_data()[0],
+            np.ones(3),
+        ),
+        ValueError,
+        r"sample_weight needs one weight >= 0 per row of X.*\(3,\)",
+    ),
+    (
+        "ConcatFusion sample_weight 0 on every row of a modality",
+        lambda: unmodified(
+            lambda X, w: ConcatFusion(modalities=AB).fit(X, sample_weight=w),
+            *_weights_zero_on_b(),
+        ),
+        ValueError,
+        r"sample_weight is 0 on every row of X that carries modality 'b'.*"
+        "positive weight",
+    ),
+    (
         "sample_weight for an estimator without it",
         lambda: _fit_late(
             LateFusionClassifier(KNeighborsClassifier(3), modalities=AB),

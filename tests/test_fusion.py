@@ -954,3 +954,30 @@ def test_mfa_above_the_gram_limit(namespace, monkeypatch):
     for name in mods:
         assert fitted.scales_[name] == pytest.approx(scales[name], rel=1e-9)
     close(result, expected, 1e-9)
+
+
+@pytest.mark.usefixtures("scipy_array_api_flag")
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("scaling", ["frobenius", "mfa"])
+def test_concat_fusion_sample_weight_in_every_namespace(namespace, scaling):
+    """Weighted statistics by hand: weighted mean, weighted mean square."""
+    X = make_data()
+    weights = np.random.default_rng(5).uniform(0, 3, size=X.shape[0])
+    expected = np.empty_like(X)
+    for cols in ABC.values():
+        block = X[:, cols]
+        rows = ~np.isnan(block).any(axis=1)
+        share = weights[rows] / weights[rows].sum()
+        mean = share @ block[rows]
+        centred = (block[rows] - mean) * np.sqrt(share)[:, None]
+        if scaling == "frobenius":
+            scale = np.sqrt((centred**2).sum())
+        else:
+            scale = np.linalg.svd(centred, compute_uv=False)[0]
+        expected[:, cols] = np.where(rows[:, None], (block - mean) / scale, 0.0)
+    with sklearn.config_context(array_api_dispatch=True):
+        X_xp = to_xp(namespace, X)
+        fusion = ConcatFusion(scaling, modalities=ABC)
+        result = fusion.fit(X_xp, sample_weight=weights).transform(X_xp)
+    check_output(result, X_xp, namespace)
+    close(result, expected, 1e-12)

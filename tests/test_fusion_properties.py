@@ -406,3 +406,28 @@ def test_a_failing_sub_estimator_is_named(data, draw, where, method):
     step = "cross_val_predict" if method == "stacking" else "predict_proba"
     with pytest.raises(ValueError, match=rf"modality '{broken}' \(_Broken\).*{step}"):
         clf.fit(X, y).predict_proba(X)
+
+
+@PROPERTY_SETTINGS
+@given(
+    modal_data(),
+    st.lists(st.integers(0, 3), min_size=60, max_size=60),
+    st.sampled_from(["frobenius", "mfa", None]),
+    st.booleans(),
+)
+def test_concat_fusion_integer_sample_weight_is_repeating_rows(
+    data, counts, scaling, center
+):
+    X, modalities, _ = data
+    counts = np.array(counts[: X.shape[0]])
+    present = present_mask(X, modalities)
+    for m in range(present.shape[1]):
+        counts[np.flatnonzero(present[:, m])[:2]] += 1  # every block weighs
+    estimator = ConcatFusion(scaling, modalities=modalities, center=center)
+    weighted = clone(estimator).fit(X, sample_weight=counts)
+    repeated = clone(estimator).fit(np.repeat(X, counts, axis=0))
+    close(weighted.transform(X), repeated.transform(X), 1e-10)
+    for name in modalities:
+        assert weighted.scales_[name] == pytest.approx(
+            repeated.scales_[name], rel=1e-12
+        )

@@ -8,11 +8,21 @@ import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
+from sklearn.utils.validation import (
+    _check_feature_names_in,
+    _check_sample_weight,
+    check_is_fitted,
+)
 
 from .._base import VersionedPickleMixin
-from .._namespace import accumulation_dtype, array_device
-from ._base import ModalInputMixin
+from .._namespace import (
+    accumulation_dtype,
+    array_device,
+    get_array_namespace,
+    to_namespace,
+    to_numpy,
+)
+from ._base import ModalInputMixin, error_context
 from ._utils import (
     block_rows,
     max_abs,
@@ -144,7 +154,7 @@ class ConcatFusion(
         self.center = center
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Fit each block's mean and scale.
 
         Parameters
@@ -154,6 +164,10 @@ class ConcatFusion(
             marks it missing there.
         y : None
             Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows in each block's mean and scale (a weight of
+            ``k`` counts the row ``k`` times; :math:`n_m` becomes the total
+            weight of the rows carrying modality ``m``).
 
         Returns
         -------
@@ -164,14 +178,40 @@ class ConcatFusion(
         xp = namespace(X)
         device = "cpu" if sparse.issparse(X) else array_device(X)
         dtype = np.float64 if sparse.issparse(X) else accumulation_dtype(xp, device)
+        if sample_weight is not None:
+            with error_context("sample_weight needs one weight >= 0 per row of X"):
+                if get_array_namespace(sample_weight) is not None:
+                    sample_weight = to_numpy(sample_weight)
+                # Checked against a host stand-in of X's shape: the weights
+                # are host values, whatever X's namespace.
+                sample_weight = _check_sample_weight(
+                    sample_weight,
+                    np.empty((X.shape[0], 0)),
+                    dtype=np.float64,
+                    ensure_non_negative=True,
+                )
         means, scales = {}, {}
         for position, (name, cols) in enumerate(self.modalities_.items()):
-            block = block_rows(X, cols, present[:, position])
+            rows = present[:, position]
+            block = block_rows(X, cols, rows)
             if sparse.issparse(block):
                 block = block.astype(dtype, copy=False)
             else:
                 block = xp.astype(block, dtype, copy=False)
-            means[name], scales[name] = self._block_statistics(name, block, xp)
+            weight = None
+            if sample_weight is not None:
+                weight = sample_weight[to_numpy(rows)]
+                if not weight.sum() > 0:
+                    raise ValueError(
+                        f"sample_weight is 0 on every row of X that carries "
+                        f"modality {name!r}, so it has no mean or scale. Give "
+                        "some of those rows a positive weight."
+                    )
+                # Each row's share of the block's total weight, as a column.
+                weight = weight / weight.sum()
+                if not sparse.issparse(block):
+                    weight = to_namespace(xp, weight, dtype, device)[:, None]
+            means[name], scales[name] = self._block_statistics(name, block, xp, weight)
         # Set only once every block succeeded.
         self.means_, self.scales_ = means, scales
         self._offset_scale_fill = self._column_vectors(namespace(means[name]))
@@ -273,7 +313,7 @@ class ConcatFusion(
         tags.array_api_support = True
         return tags
 
-    def _block_statistics(self, name, block, xp):
+    def _block_statistics(self, name, block, xp, weight=None):
         """Mean (an array like ``block``'s) and scale (a float) of one block.
 
         Computed on the block as it is; when its sums or squares leave
@@ -282,20 +322,25 @@ class ConcatFusion(
         statistics divided by it after (exact). "Constant" is judged relative
         to the block's own magnitude.
         """
-        statistics = self._statistics(name, block, 1.0, xp)
+        statistics = self._statistics(name, block, 1.0, xp, weight)
         if statistics is None:
             factor = math.ldexp(1.0, -math.frexp(max_abs(block))[1])
-            statistics = self._statistics(name, block * factor, factor, xp)
+            statistics = self._statistics(name, block * factor, factor, xp, weight)
         return statistics
 
-    def _statistics(self, name, block, factor, xp):
+    def _statistics(self, name, block, factor, xp, weight):
         """Statistics of ``block`` (the data times ``factor``), in the data's
         unit; None when unscaled (``factor`` 1) sums or squares are out of
-        range."""
+        range. ``weight``: each row's share of the total weight (a column in
+        the block's namespace; 1-D numpy for sparse), or None (equal)."""
         n_rows = block.shape[0]
         check_range = factor == 1.0
         uncentred = block
-        if sparse.issparse(block):
+        if weight is not None and sparse.issparse(block):
+            mean = np.asarray(block.T @ weight).reshape(-1)
+        elif weight is not None:
+            mean = xp.sum(weight * block, axis=0)
+        elif sparse.issparse(block):
             mean = np.asarray(block.mean(axis=0)).reshape(-1)
         else:
             mean = xp.mean(block, axis=0)
@@ -307,7 +352,18 @@ class ConcatFusion(
             block = block - mean
         if self.scaling is None:
             return mean / factor, 1.0
-        total = _sum_of_squares(block) / n_rows
+        if weight is not None:
+            # Rows times the square root of their share: squares and the
+            # top singular value are then the weighted ones.
+            root = np.sqrt(weight) if sparse.issparse(block) else xp.sqrt(weight)
+            block = (
+                sparse.csr_matrix(block.multiply(root[:, None]))
+                if sparse.issparse(block)
+                else block * root
+            )
+            total = _sum_of_squares(block)
+        else:
+            total = _sum_of_squares(block) / n_rows
         if total == 0:
             if check_range and max_abs(block) > 0:  # squares underflowed
                 return None
@@ -324,7 +380,9 @@ class ConcatFusion(
         if self.scaling == "frobenius":
             spread = math.sqrt(total)
         else:
-            spread = top_singular_value(block) / math.sqrt(n_rows)
+            spread = top_singular_value(block)
+            if weight is None:
+                spread /= math.sqrt(n_rows)
         scale = spread / factor
         if not math.isfinite(scale) or scale == 0:
             raise ValueError(
