@@ -17,6 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import sparse
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+from sklearn.utils._param_validation import InvalidParameterError
 
 from skcrossmodal import (
     ConcatFusion,
@@ -596,3 +601,258 @@ def test_bad_sample_weight_names_the_parameter(weights, match):
 
 
 # == end of the statistics layer's cases =====================================
+
+
+# == fusion: reliability (issue 13) ============================================
+#
+# Cases the fusion estimators must refuse, each with the exact exception type
+# (not a subclass) and a message that names the fix; every array handed in
+# (X, y, sample_weight) is hashed before and after the call.
+
+
+def _late_data():
+    X = np.array(frame().to_numpy(), copy=True)
+    return X, labels(X)
+
+
+def _fit_late(estimator, X=None, y=None, sample_weight=None, regression=False):
+    data, target = _late_data()
+    X = data if X is None else X
+    y = (target.astype(float) if regression else target) if y is None else y
+    if sample_weight is None:
+        return unmodified(estimator.fit, X, y)
+    return unmodified(
+        lambda X, y, w: estimator.fit(X, y, sample_weight=w), X, y, sample_weight
+    )
+
+
+def _weights_zero_on_b():
+    X, _ = _late_data()
+    X[:10, 3:] = np.nan  # rows 0-9 miss b ...
+    weights = np.zeros(N_SAMPLES)
+    weights[:10] = 1.0  # ... and only they weigh
+    return X, weights
+
+
+def _array_api_input():
+    xp = pytest.importorskip("array_api_strict")
+    X, y = _late_data()
+    return xp.asarray(X), y
+
+
+def _use_after_fit(estimator, X_later, fit_X=None, y=None):
+    data, target = _late_data()
+    fit_X = data if fit_X is None else fit_X
+    if y is None and hasattr(estimator, "predict"):
+        y = target
+    estimator = (
+        unmodified(estimator.fit, fit_X)
+        if y is None
+        else unmodified(estimator.fit, fit_X, y)
+    )
+    use = getattr(estimator, "transform", None) or estimator.predict
+    return unmodified(use, X_later)
+
+
+def _run_array_api(estimator):
+    import sklearn
+
+    X, y = _array_api_input()
+    with sklearn.config_context(array_api_dispatch=True):
+        return unmodified(estimator.fit, X, y)
+
+
+def _all_weights_on_a_row_zero():
+    X, _ = _late_data()
+    X_later = X.copy()
+    X_later[7, 3:] = np.nan  # row 7 carries only "a", of weight 0
+    return X_later
+
+
+def _huge_columns():
+    rng = np.random.default_rng(0)
+    return rng.uniform(-1.0, 1.0, size=(N_SAMPLES, 50)) * 1.7e308
+
+
+FUSION_CASES = [
+    (
+        "stacking final_estimator without predict_proba",
+        lambda: _fit_late(
+            LateFusionClassifier(
+                modalities=AB, method="stacking", final_estimator=LinearSVC()
+            )
+        ),
+        ValueError,
+        r"`final_estimator` \(LinearSVC\) has no predict_proba.*"
+        r"CalibratedClassifierCV",
+    ),
+    (
+        "stacking final_estimator without predict",
+        lambda: _fit_late(
+            LateFusionRegressor(
+                modalities=AB, method="stacking", final_estimator=StandardScaler()
+            ),
+            regression=True,
+        ),
+        ValueError,
+        r"`final_estimator` \(StandardScaler\) has no predict.*Use a regressor",
+    ),
+    (
+        "per-modality regressor without predict",
+        lambda: _fit_late(
+            LateFusionRegressor(StandardScaler(), modalities=AB), regression=True
+        ),
+        ValueError,
+        r"modality 'a' \(StandardScaler\) has no predict.*Use a regressor",
+    ),
+    (
+        "sample_weight of the wrong length (classifier)",
+        lambda: _fit_late(
+            LateFusionClassifier(modalities=AB), sample_weight=np.ones(5)
+        ),
+        ValueError,
+        r"sample_weight needs one weight >= 0 per row of X.*\(5,\).*\(40,\)",
+    ),
+    (
+        "sample_weight of the wrong length (regressor)",
+        lambda: _fit_late(
+            LateFusionRegressor(modalities=AB),
+            sample_weight=np.ones(N_SAMPLES + 1),
+            regression=True,
+        ),
+        ValueError,
+        r"sample_weight needs one weight >= 0 per row of X.*\(41,\)",
+    ),
+    (
+        "negative sample_weight",
+        lambda: _fit_late(
+            LateFusionClassifier(modalities=AB), sample_weight=-np.ones(N_SAMPLES)
+        ),
+        ValueError,
+        r"sample_weight needs one weight >= 0 per row of X.*[Nn]egative",
+    ),
+    (
+        "sample_weight 0 on every row of a modality",
+        lambda: _fit_late(
+            LateFusionRegressor(modalities=AB),
+            X=_weights_zero_on_b()[0],
+            sample_weight=_weights_zero_on_b()[1],
+            regression=True,
+        ),
+        ValueError,
+        r"sample_weight is 0 on every row of X that carries modality 'b'.*"
+        "positive weight",
+    ),
+    (
+        "ConcatFusion sample_weight of the wrong length",
+        lambda: unmodified(
+            lambda X, w: ConcatFusion(modalities=AB).fit(X, sample_weight=w),
+            _late_data()[0],
+            np.ones(3),
+        ),
+        ValueError,
+        r"sample_weight needs one weight >= 0 per row of X.*\(3,\)",
+    ),
+    (
+        "ConcatFusion sample_weight 0 on every row of a modality",
+        lambda: unmodified(
+            lambda X, w: ConcatFusion(modalities=AB).fit(X, sample_weight=w),
+            *_weights_zero_on_b(),
+        ),
+        ValueError,
+        r"sample_weight is 0 on every row of X that carries modality 'b'.*"
+        "positive weight",
+    ),
+    (
+        "sample_weight for an estimator without it",
+        lambda: _fit_late(
+            LateFusionClassifier(KNeighborsClassifier(3), modalities=AB),
+            sample_weight=np.ones(N_SAMPLES),
+        ),
+        TypeError,
+        r"sample_weight was given, but the estimator of modality 'a' "
+        r"\(KNeighborsClassifier\) does not accept sample_weight",
+    ),
+    (
+        "array API input to late fusion under dispatch",
+        lambda: _run_array_api(LateFusionClassifier(modalities=AB)),
+        TypeError,
+        r"LateFusionClassifier takes numpy arrays.*only, got an array of "
+        r"namespace 'array_api_strict'.*Convert the input first",
+    ),
+    (
+        "a sub-estimator's bad parameter names the modality",
+        lambda: _fit_late(
+            LateFusionClassifier(LogisticRegression(C=-1.0), modalities=AB)
+        ),
+        InvalidParameterError,
+        r"estimator of modality 'a' \(LogisticRegression\) failed in fit.*'C'",
+    ),
+    (
+        "a sub-estimator failing in predict names the modality",
+        lambda: _use_after_fit(
+            LateFusionClassifier(KNeighborsClassifier(50), modalities=AB),
+            _late_data()[0],
+        ),
+        ValueError,
+        r"estimator of modality 'a' \(KNeighborsClassifier\) failed in "
+        r"predict_proba.*carry 'a'.*n_neighbors",
+    ),
+    (
+        "a row carrying only weight-0 modalities, late fusion",
+        lambda: _use_after_fit(
+            LateFusionRegressor(modalities=AB, weights={"a": 0.0, "b": 1.0}),
+            _all_weights_on_a_row_zero(),
+            y=_late_data()[1] * 1.0,
+        ),
+        ValueError,
+        r"Row 7 of X carries only modalities with weight 0.*positive weight",
+    ),
+    (
+        "ConcatFusion.transform overflowing float64",
+        # Fitted in units of 1e-10, then given values of 1e300: the result,
+        # about 1e310, is past float64.
+        lambda: _use_after_fit(
+            ConcatFusion("mfa", modalities=AB),
+            _late_data()[0] * 1e300,
+            fit_X=_late_data()[0] * 1e-10,
+        ),
+        ValueError,
+        r"centring and scaling X overflows float64.*Check X's units",
+    ),
+    (
+        "ConcatFusion scale beyond float64",
+        lambda: unmodified(
+            ConcatFusion(modalities={"a": slice(0, 1), "b": slice(1, 50)}).fit,
+            _huge_columns(),
+        ),
+        ValueError,
+        r"scale of modality 'b'.*cannot be held in float64.*Rescale",
+    ),
+    (
+        "WeightedFusion(align='shared') passes SharedProjection's refusal on",
+        lambda: unmodified(
+            WeightedFusion(
+                modalities=AB, align="shared", n_components=1, reg={"zz": 0.1}
+            ).fit,
+            _late_data()[0],
+        ),
+        ValueError,
+        r"^WeightedFusion\(align='shared'\) fits a SharedProjection: reg as a dict",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "run, error, match",
+    [pytest.param(*case[1:], id=case[0]) for case in FUSION_CASES],
+)
+def test_fusion_reliability_catalogue(run, error, match, monkeypatch):
+    monkeypatch.setenv("SCIPY_ARRAY_API", "1")  # for the array API case
+    with pytest.raises(Exception) as caught:
+        run()
+    assert type(caught.value) is error, repr(caught.value)
+    assert caught.match(match)
+
+
+# == end of fusion: reliability ================================================

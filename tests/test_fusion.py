@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn
 from scipy import sparse
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
@@ -19,6 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
+from sklearn.utils import get_tags
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skcrossmodal import SharedProjection
@@ -28,6 +30,7 @@ from skcrossmodal.fusion import (
     LateFusionRegressor,
     WeightedFusion,
 )
+from skcrossmodal.fusion import _utils as fusion_utils
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
 ABC = {"a": [0, 1, 2], "b": [3, 4, 5], "c": [6, 7, 8]}
@@ -312,13 +315,11 @@ def test_concat_fusion_sparse_without_centring():
 
 
 def test_mfa_large_blocks_use_arpack_with_the_same_result(monkeypatch):
-    from skcrossmodal import _fusion_utils
-
     rng = np.random.default_rng(11)
     X = rng.normal(size=(40, 9)) * np.arange(1, 10)
     X[X < 0] = 0
     expected = ConcatFusion("mfa", modalities=ABC, center=False).fit(X).scales_
-    monkeypatch.setattr(_fusion_utils, "_GRAM_LIMIT", 1)  # force the svds branch
+    monkeypatch.setattr(fusion_utils, "_GRAM_LIMIT", 1)  # force the svds branch
     for data in (X, sparse.csr_matrix(X)):
         scales = ConcatFusion("mfa", modalities=ABC, center=False).fit(data).scales_
         for name, cols in ABC.items():
@@ -576,3 +577,407 @@ def test_regressor_stacking_by_hand():
     expected = final.predict(np.column_stack([test_a, test_b]))
     np.testing.assert_allclose(reg.predict(X), expected, rtol=1e-8)
     assert reg.target_means_["b"] == pytest.approx(y[10:].mean())
+
+
+# -- every array namespace -----------------------------------------------------
+#
+# The same tests for numpy, array_api_strict (on its non-default "device1",
+# which refuses any conversion to numpy, as a GPU array would) and torch on
+# the CPU, under sklearn.set_config(array_api_dispatch=True): fit and
+# transform compute in X's namespace and on its device, and each result is
+# compared with a computation by hand in numpy.
+#
+# scikit-learn refuses to dispatch unless SCIPY_ARRAY_API=1; scipy reads it
+# when first imported, long before these tests in a pytest session. The
+# fusion paths call no scipy function on array API arrays ("device1" would
+# raise if anything went through numpy), so the variable is set for
+# scikit-learn's check only (the scipy_array_api_flag fixture).
+#
+# Tolerances. By hand: 1e-12 relative to each array's largest entry
+# (float64 throughout, a few roundings apart). Against the numpy path in
+# float32, measured over both namespaces and 20 seeds as the largest error
+# relative to the array's largest entry: WeightedFusion align=None 0,
+# align="shared" 1.0e-7, align="pca" 5.0e-6 (two float32 SVDs); ConcatFusion
+# 0 (float64 statistics, one rounding). Tested at about 4 times that, never
+# below 1e-6.
+
+NAMESPACES = ["numpy", "array_api_strict", "torch"]
+OTHER_NAMESPACES = NAMESPACES[1:]
+FLOAT32_RTOL = {"none": 1e-6, "shared": 1e-6, "pca": 2e-5}
+INTERLEAVED = {"x": [0, 3, 5, 8], "y": [1, 4, 7], "z": [2, 6, 9]}
+
+
+@pytest.fixture
+def scipy_array_api_flag(monkeypatch):
+    """What scikit-learn checks before it dispatches (see above)."""
+    monkeypatch.setenv("SCIPY_ARRAY_API", "1")
+
+
+def to_xp(namespace, array):
+    if namespace == "numpy":
+        return np.array(array, copy=True)
+    if namespace == "array_api_strict":
+        xp = pytest.importorskip("array_api_strict")
+        return xp.asarray(array, device=xp.Device("device1"))
+    torch = pytest.importorskip("torch")
+    return torch.asarray(array, device="cpu")
+
+
+def to_numpy(array):
+    if hasattr(array, "cpu"):
+        return array.cpu().numpy()
+    if type(array).__module__.startswith("array_api_strict"):
+        import array_api_strict
+
+        return np.asarray(array.to_device(array_api_strict.Device("CPU_DEVICE")))
+    return np.asarray(array)
+
+
+def namespace_of(array):
+    return type(array).__module__.split(".")[0]
+
+
+def check_output(result, X_xp, namespace):
+    """Same namespace, device and dtype as the input."""
+    assert namespace_of(result) == namespace
+    if namespace != "numpy":
+        assert result.device == X_xp.device
+    assert result.dtype == X_xp.dtype
+
+
+def close(actual, expected, rtol):
+    """rtol relative to the largest entry of ``expected``."""
+    actual = to_numpy(actual)
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(
+        actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max()
+    )
+
+
+def run(estimator, X_fit, X_new=None):
+    """fit then transform under dispatch; X_new defaults to X_fit."""
+    with sklearn.config_context(array_api_dispatch=True):
+        fitted = clone(estimator).fit(X_fit)
+        return fitted, fitted.transform(X_fit if X_new is None else X_new)
+
+
+def make_data(n=120, widths=(3, 3, 3), seed=0, missing=True):
+    """Modalities sharing a latent; separated scales keep PCA well defined.
+
+    ``missing``: the second modality is missing in rows 3-8 and the first in
+    rows 12-14 (modalities as ``widths`` lays them out side by side, or the
+    dict ``missing`` when one is given).
+    """
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 3)) * np.array([3.0, 1.5, 0.7])
+    blocks = [
+        latent @ rng.normal(size=(3, w)) + 0.5 * rng.normal(size=(n, w)) + 2.0 * i
+        for i, w in enumerate(widths)
+    ]
+    X = np.hstack(blocks)
+    if missing:
+        if not isinstance(missing, dict):
+            stops = np.cumsum(widths)
+            missing = {
+                i: range(stop - w, stop)
+                for i, (w, stop) in enumerate(zip(widths, stops))
+            }
+        first, second = (list(cols) for cols in list(missing.values())[:2])
+        X[3:9, second] = np.nan
+        X[12:15, first] = np.nan
+    return X
+
+
+def weighted_by_hand(X, modalities, weights, project):
+    """Loop over rows and modalities, renormalising over those present.
+
+    ``project(name, block)`` gives the aligned block of one modality.
+    """
+    aligned = {name: project(name, X[:, cols]) for name, cols in modalities.items()}
+    width = next(iter(aligned.values())).shape[1]
+    expected = np.zeros((X.shape[0], width))
+    for i, row in enumerate(X):
+        total = 0.0
+        for name, cols in modalities.items():
+            if not np.isnan(row[cols]).all():
+                expected[i] += weights[name] * aligned[name][i]
+                total += weights[name]
+        expected[i] /= total
+    return expected
+
+
+def pca_by_hand(fit_block, block, k, fitted_components):
+    """``block`` on the top-k principal axes of ``fit_block``'s complete rows
+    (numpy's SVD), signed like the fitted components."""
+    rows = ~np.isnan(fit_block).any(axis=1)
+    mean = fit_block[rows].mean(axis=0)
+    _, _, vt = np.linalg.svd(fit_block[rows] - mean, full_matrices=False)
+    vt = vt[:k]
+    vt = vt * np.sign(np.sum(vt * to_numpy(fitted_components), axis=1))[:, None]
+    return (block - mean) @ vt.T
+
+
+@pytest.mark.usefixtures("scipy_array_api_flag")
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("modalities", [ABC, INTERLEAVED], ids=["abc", "interleaved"])
+@pytest.mark.parametrize("align", [None, "pca", "shared"])
+def test_weighted_fusion_by_hand_in_every_namespace(namespace, modalities, align):
+    if align is None:
+        modalities = ABC  # align=None needs equal widths
+    widths = [len(cols) for cols in modalities.values()]
+    X = make_data(widths=widths, missing=modalities)
+    weights = dict(zip(modalities, [1.0, 2.0, 5.0]))
+    estimator = WeightedFusion(
+        weights, modalities=modalities, align=align, n_components=2, reg=0.1
+    )
+    # align="shared" fits on complete rows (what SharedProjection's array API
+    # path needs) and transforms every row, missing modalities included.
+    X_fit = X[20:] if align == "shared" else X
+    X_fit_xp, X_xp = to_xp(namespace, X_fit), to_xp(namespace, X)
+    fitted, result = run(estimator, X_fit_xp, X_xp)
+    check_output(result, X_xp, namespace)
+
+    def project(name, block):
+        if align is None:
+            return block
+        if align == "pca":
+            components = fitted.aligners_[name].components_
+            return pca_by_hand(X_fit[:, modalities[name]], block, 2, components)
+        projection = fitted.shared_projection_
+        mean = to_numpy(projection.means_[name])
+        return (block - mean) @ to_numpy(projection.weights_[name])
+
+    close(result, weighted_by_hand(X, modalities, weights, project), 1e-10)
+    # The inputs are left as they were.
+    np.testing.assert_array_equal(to_numpy(X_xp), X)
+    assert fitted.weights_ == pytest.approx(
+        {name: w / 8.0 for name, w in weights.items()}
+    )
+    if align == "pca":
+        first = next(iter(modalities))
+        assert namespace_of(fitted.aligners_[first].components_) == namespace
+
+
+@pytest.mark.usefixtures("scipy_array_api_flag")
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_weighted_fusion_shared_is_shared_projection_mean(namespace):
+    """weights=None: SharedProjection(output="mean") (numpy), missing rows too."""
+    X = make_data()
+    expected = SharedProjection(2, modalities=ABC, reg=0.1).fit(X[20:]).transform(X)
+    fitted, result = run(
+        WeightedFusion(modalities=ABC, align="shared", n_components=2, reg=0.1),
+        to_xp(namespace, X[20:]),
+        to_xp(namespace, X),
+    )
+    close(result, expected, 1e-10)
+    correlations = fitted.shared_projection_.canonical_correlations_
+    assert namespace_of(correlations) == namespace
+
+
+@pytest.mark.usefixtures("scipy_array_api_flag")
+@pytest.mark.parametrize("namespace", OTHER_NAMESPACES)
+@pytest.mark.parametrize("align", [None, "pca", "shared"])
+def test_weighted_fusion_float32_as_numpy(namespace, align):
+    modalities = ABC if align is None else INTERLEAVED
+    X = make_data(widths=[len(c) for c in modalities.values()], missing=modalities)
+    X = X.astype(np.float32)
+    X_fit = X[20:] if align == "shared" else X
+    estimator = WeightedFusion(modalities=modalities, align=align, n_components=2)
+    expected = clone(estimator).fit(X_fit).transform(X)
+    assert expected.dtype == np.float32
+    X_xp = to_xp(namespace, X)
+    _, result = run(estimator, to_xp(namespace, X_fit), X_xp)
+    check_output(result, X_xp, namespace)
+    close(result, expected, FLOAT32_RTOL[str(align).lower()])
+
+
+@pytest.mark.usefixtures("scipy_array_api_flag")
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_weighted_fusion_bad_rows_raise_in_every_namespace(namespace):
+    X = make_data(missing=False)
+    cases = []
+    partial = X.copy()
+    partial[4, 1] = np.nan
+    cases.append((partial, "only part of modality 'a' in row 4"))
+    infinite = X.copy()
+    infinite[2, 5] = np.inf
+    cases.append((infinite, "infinity"))
+    empty = X.copy()
+    empty[7] = np.nan
+    cases.append((empty, "Row 7 of X has no modality present"))
+    only_b = X.copy()
+    only_b[6, [0, 1, 2, 6, 7, 8]] = np.nan
+    cases.append((only_b, "Row 6 of X carries only modalities with weight 0"))
+    with sklearn.config_context(array_api_dispatch=True):
+        fitted = WeightedFusion({"a": 1, "b": 0, "c": 1}, modalities=ABC).fit(
+            to_xp(namespace, X)
+        )
+        for bad, message in cases:
+            with pytest.raises(ValueError, match=message):
+                fitted.transform(to_xp(namespace, bad))
+        nowhere = X.copy()
+        nowhere[:, 3:6] = np.nan
+        with pytest.raises(ValueError, match="Modality 'b' is missing"):
+            WeightedFusion(modalities=ABC).fit(to_xp(namespace, nowhere))
+
+
+@pytest.mark.usefixtures("scipy_array_api_flag")
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_weighted_fusion_shared_errors_name_the_fusion(namespace):
+    """What SharedProjection refuses for this namespace, WeightedFusion
+    refuses with the same type and message, prefixed with its own name."""
+    X = to_xp(namespace, make_data())  # rows 3-14 miss a modality
+    for params in ({"reg": "auto"}, {"reg": 0.1}):
+        try:
+            with sklearn.config_context(array_api_dispatch=True):
+                SharedProjection(2, modalities=ABC, **params).fit(X)
+        except (ValueError, TypeError) as exc:
+            refused = exc
+        else:
+            refused = None
+        fusion = WeightedFusion(
+            modalities=ABC, align="shared", n_components=2, **params
+        )
+        if refused is None:
+            _, result = run(fusion, X)
+            assert np.isfinite(to_numpy(result)).all()
+            continue
+        with pytest.raises(type(refused)) as caught:
+            run(fusion, X)
+        message = str(caught.value)
+        assert message.startswith("WeightedFusion(align='shared')")
+        assert str(refused) in message
+
+
+def test_weighted_fusion_tags():
+    assert get_tags(WeightedFusion()).array_api_support
+    assert get_tags(WeightedFusion(align="pca")).array_api_support
+    assert get_tags(WeightedFusion(align="shared", reg=0.1)).array_api_support
+    assert not get_tags(WeightedFusion(align="shared", reg="auto")).array_api_support
+    assert not get_tags(
+        WeightedFusion(align="shared", reg={"a": 0.1, "b": "auto"})
+    ).array_api_support
+    # reg="auto" only matters for align="shared".
+    assert get_tags(WeightedFusion(align="pca", reg="auto")).array_api_support
+    for scaling in (None, "frobenius", "mfa"):
+        for center in (True, False):
+            assert get_tags(ConcatFusion(scaling, center=center)).array_api_support
+
+
+@pytest.mark.usefixtures("scipy_array_api_flag")
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        WeightedFusion(modalities=ABC),
+        WeightedFusion(modalities=ABC, align="pca"),
+        ConcatFusion(modalities=ABC),
+    ],
+    ids=["weighted", "weighted-pca", "concat"],
+)
+def test_transform_in_another_namespace_raises(estimator):
+    X = make_data(missing=False)
+    numpy_fitted = clone(estimator).fit(X)
+    with sklearn.config_context(array_api_dispatch=True):
+        strict_fitted = clone(estimator).fit(to_xp("array_api_strict", X))
+        with pytest.raises(ValueError, match="must use the same namespace"):
+            numpy_fitted.transform(to_xp("array_api_strict", X))
+        with pytest.raises(ValueError, match="must use the same namespace"):
+            strict_fitted.transform(X)
+
+
+CONCAT_CASES = [
+    (scaling, center) for scaling in (None, "frobenius", "mfa") for center in (1, 0)
+]
+
+
+def concat_by_hand(X, modalities, scaling, center):
+    """Each block's statistics on its present rows (numpy's SVD for mfa)."""
+    expected = np.empty_like(X)
+    scales = {}
+    for name, cols in modalities.items():
+        block = X[:, cols]
+        rows = ~np.isnan(block).any(axis=1)
+        mean = block[rows].mean(axis=0)
+        basis = block[rows] - mean if center else block[rows]
+        if scaling is None:
+            scale = 1.0
+        elif scaling == "frobenius":
+            scale = np.sqrt((basis**2).sum() / rows.sum())
+        else:
+            scale = np.linalg.svd(basis, compute_uv=False)[0] / np.sqrt(rows.sum())
+        offset = mean if center else 0.0
+        # Missing blocks get the fitted mean, transformed: 0 when centring.
+        filled = np.where(rows[:, None], block, mean)
+        expected[:, cols] = (filled - offset) / scale
+        scales[name] = scale
+    return expected, scales
+
+
+@pytest.mark.usefixtures("scipy_array_api_flag")
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("scaling, center", CONCAT_CASES)
+@pytest.mark.parametrize("modalities", [ABC, INTERLEAVED], ids=["abc", "interleaved"])
+def test_concat_fusion_by_hand_in_every_namespace(
+    namespace, scaling, center, modalities
+):
+    widths = [len(cols) for cols in modalities.values()]
+    X = make_data(widths=widths, missing=modalities)
+    expected, scales = concat_by_hand(X, modalities, scaling, center)
+    estimator = ConcatFusion(scaling, modalities=modalities, center=bool(center))
+    X_xp = to_xp(namespace, X)
+    fitted, result = run(estimator, X_xp)
+    check_output(result, X_xp, namespace)
+    close(result, expected, 1e-12)
+    np.testing.assert_array_equal(to_numpy(X_xp), X)
+    for name in modalities:
+        assert namespace_of(fitted.means_[name]) == namespace
+        assert isinstance(fitted.scales_[name], float)
+        assert fitted.scales_[name] == pytest.approx(scales[name], rel=1e-12)
+    # float32 in, float32 out: the numpy path's answer, rounded once.
+    X32 = X.astype(np.float32)
+    expected32 = clone(estimator).fit(X32).transform(X32)
+    X32_xp = to_xp(namespace, X32)
+    _, result32 = run(estimator, X32_xp)
+    check_output(result32, X32_xp, namespace)
+    close(result32, expected32, 1e-6)
+
+
+@pytest.mark.usefixtures("scipy_array_api_flag")
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_mfa_above_the_gram_limit(namespace, monkeypatch):
+    """Above _GRAM_LIMIT: ARPACK (numpy) or svdvals (other namespaces)."""
+    monkeypatch.setattr(fusion_utils, "_GRAM_LIMIT", 2)
+    X = make_data(widths=(4, 5, 3))
+    mods = {"a": [0, 1, 2, 3], "b": [4, 5, 6, 7, 8], "c": [9, 10, 11]}
+    expected, scales = concat_by_hand(X, mods, "mfa", True)
+    fitted, result = run(ConcatFusion("mfa", modalities=mods), to_xp(namespace, X))
+    for name in mods:
+        assert fitted.scales_[name] == pytest.approx(scales[name], rel=1e-9)
+    close(result, expected, 1e-9)
+
+
+@pytest.mark.usefixtures("scipy_array_api_flag")
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("scaling", ["frobenius", "mfa"])
+def test_concat_fusion_sample_weight_in_every_namespace(namespace, scaling):
+    """Weighted statistics by hand: weighted mean, weighted mean square."""
+    X = make_data()
+    weights = np.random.default_rng(5).uniform(0, 3, size=X.shape[0])
+    expected = np.empty_like(X)
+    for cols in ABC.values():
+        block = X[:, cols]
+        rows = ~np.isnan(block).any(axis=1)
+        share = weights[rows] / weights[rows].sum()
+        mean = share @ block[rows]
+        centred = (block[rows] - mean) * np.sqrt(share)[:, None]
+        if scaling == "frobenius":
+            scale = np.sqrt((centred**2).sum())
+        else:
+            scale = np.linalg.svd(centred, compute_uv=False)[0]
+        expected[:, cols] = np.where(rows[:, None], (block - mean) / scale, 0.0)
+    with sklearn.config_context(array_api_dispatch=True):
+        X_xp = to_xp(namespace, X)
+        fusion = ConcatFusion(scaling, modalities=ABC)
+        result = fusion.fit(X_xp, sample_weight=weights).transform(X_xp)
+    check_output(result, X_xp, namespace)
+    close(result, expected, 1e-12)
