@@ -107,7 +107,7 @@ class SharedSpace:
         n_rows, width = block.shape
         step = max(1, _CHUNK_BYTES // (8 * max(width, 1)))
         parts = [
-            (block[start : start + step, :] - mean) @ W
+            (block[start : min(start + step, n_rows), :] - mean) @ W
             for start in range(0, n_rows, step)
         ]
         if not parts:
