@@ -47,6 +47,11 @@ def is_numpy(xp):
     return array_api_compat.is_numpy_namespace(xp)
 
 
+def dtype_name(xp, dtype):
+    """``float64`` or ``float32``, whatever the namespace calls it."""
+    return "float64" if dtype == xp.float64 else "float32"
+
+
 def check_k(k, name="k"):
     if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
         raise ValueError(f"`{name}` must be an int >= 1, got {k!r}.")
@@ -113,7 +118,7 @@ def _common_scale(xp, Z_query, Z_gallery):
     return math.ldexp(1.0, math.frexp(largest)[1] - 1)
 
 
-def _check_no_underflow(xp, Z_query, Z_gallery):
+def _check_no_underflow(xp, Z_query, Z_gallery, sides):
     """Refuse rows too small, next to the largest, for squares in this dtype.
 
     After the common scaling the largest entry is about 1. A non-zero row
@@ -122,6 +127,7 @@ def _check_no_underflow(xp, Z_query, Z_gallery):
     digits (or vanish), and rows that small on both sides would be ranked
     among themselves by rounding. Rows that small on one side only are
     fine: their distances to the other side's rows are those rows' norms.
+    ``sides``: see :class:`Keys`.
     """
     finfo = xp.finfo(Z_query.dtype)
     floor = math.sqrt(float(finfo.smallest_normal) / float(finfo.eps))
@@ -132,11 +138,14 @@ def _check_no_underflow(xp, Z_query, Z_gallery):
         found.append((row, count))
     if found[0][1] and found[1][1]:
         (q_row, q_count), (g_row, g_count) = found
+        (q_name, q_rows), (g_name, g_rows) = sides
+        q_row = q_row if q_rows is None else int(q_rows[q_row])
+        g_row = g_row if g_rows is None else int(g_rows[g_row])
         raise ValueError(
-            "Z_query and Z_gallery span more magnitudes than "
-            f"{namespace_name(xp)} {finfo.dtype} can rank by euclidean "
-            f"distance: row {q_row} of Z_query ({q_count} such row(s)) and row "
-            f"{g_row} of Z_gallery ({g_count}) are over {1 / floor:.0e} times "
+            f"The {q_name} and {g_name} embeddings span more magnitudes than "
+            f"{dtype_name(xp, Z_query.dtype)} can rank by euclidean "
+            f"distance: row {q_row} of {q_name} ({q_count} such row(s)) and row "
+            f"{g_row} of {g_name} ({g_count}) are over {1 / floor:.0e} times "
             "smaller than the largest value, so their squared distances "
             "underflow. Rank the small rows separately (they are then rescaled), "
             "or use metric='cosine'."
@@ -151,9 +160,15 @@ class Keys:
     query's ranking; both are one matrix product, the euclidean one with
     ``|g|^2`` as an extra column. Keys are in the embeddings' namespace,
     device and dtype.
+
+    ``sides`` names the query and the gallery for messages, each as
+    ``(name, rows)``: ``rows`` (host ints or None) maps a row of the
+    embeddings to the caller's row.
     """
 
-    def __init__(self, xp, Z_query, Z_gallery, metric):
+    def __init__(self, xp, Z_query, Z_gallery, metric, sides=None):
+        if sides is None:
+            sides = (("Z_query", None), ("Z_gallery", None))
         self.xp, self.metric, self.dtype = xp, metric, Z_query.dtype
         self.numpy = is_numpy(xp)
         self.scale = 1.0
@@ -164,7 +179,7 @@ class Keys:
             self.scale = _common_scale(xp, Z_query, Z_gallery)
             if self.scale != 1.0:
                 Z_query, Z_gallery = Z_query / self.scale, Z_gallery / self.scale
-            _check_no_underflow(xp, Z_query, Z_gallery)
+            _check_no_underflow(xp, Z_query, Z_gallery, sides)
             self.query_sq = xp.sum(Z_query * Z_query, axis=1)
             ones = xp.ones(
                 (Z_query.shape[0], 1), dtype=self.dtype, device=array_device(Z_query)
@@ -210,15 +225,16 @@ class Keys:
         distances = xp.sqrt(squared)
         if self.scale == 1.0:
             return distances
-        distances = distances * self.scale
-        if bool(xp.any(xp.isinf(distances))):
+        largest = float(xp.max(distances)) if distances.shape[0] else 0.0
+        limit = float(xp.finfo(self.dtype).max)
+        if largest > limit / self.scale:
             raise ValueError(
-                f"The euclidean distances exceed the largest {self.dtype} "
-                f"({float(xp.finfo(self.dtype).max):.3g}): the ranking is "
+                "The euclidean distances exceed the largest "
+                f"{dtype_name(xp, self.dtype)} ({limit:.3g}): the ranking is "
                 "computed, but the distances cannot be returned. Pass "
                 "return_distance=False, or rescale the embeddings."
             )
-        return distances
+        return distances * self.scale
 
 
 # -- top k ---------------------------------------------------------------------------
@@ -428,15 +444,14 @@ def rank_statistics(xp, scores, relevant, *, average_precision):
         hits = take_along_rows(xp, relevant, order)
         del order
         # Precision at the rank of each relevant item: hits so far / rank.
-        precision = xp.cumulative_sum(xp.astype(hits, dtype), axis=1)
-        precision = precision / xp.arange(1, n_gallery + 1, dtype=dtype, device=device)
-        precision_sum = xp.sum(
-            xp.where(hits, precision, xp.zeros_like(precision)), axis=1
-        )
+        # (numpy sums the booleans as they are; the standard wants numbers.)
+        counted = hits if is_numpy(xp) else xp.astype(hits, dtype)
+        precision = xp.cumulative_sum(counted, axis=1, dtype=dtype)
+        precision /= xp.arange(1, n_gallery + 1, dtype=dtype, device=device)
+        zero = xp.asarray(0.0, dtype=dtype, device=device)
+        precision_sum = xp.sum(xp.where(hits, precision, zero), axis=1)
         divisor = xp.astype(xp.clip(n_relevant, min=1), dtype)
-        ap = xp.where(
-            has_relevant, precision_sum / divisor, xp.zeros_like(precision_sum)
-        )
+        ap = xp.where(has_relevant, precision_sum / divisor, zero)
     return n_relevant, first_rank, ap
 
 

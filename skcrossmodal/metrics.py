@@ -307,15 +307,18 @@ class _RetrievalScorer:
             # (on the host) follow the rows kept.
             query_rows = ~xp.any(xp.isnan(Z_query), axis=1)
             gallery_rows = ~xp.any(xp.isnan(Z_gallery), axis=1)
+            query_host = np.flatnonzero(to_numpy(query_rows))
+            gallery_host = np.flatnonzero(to_numpy(gallery_rows))
             result = _evaluate_embeddings(
                 Z_query[query_rows, :],
                 Z_gallery[gallery_rows, :],
-                labels[to_numpy(query_rows)],
-                labels[to_numpy(gallery_rows)],
+                labels[query_host],
+                labels[gallery_host],
                 metric=self.metric,
                 k=[self.k] if self.score == "recall_at_k" else [],
                 average_precision=self.score == "mean_average_precision",
                 batch_size=self.batch_size,
+                sides=((f"X ({query})", query_host), (f"X ({gallery})", gallery_host)),
             )
             if self.score == "recall_at_k":
                 values.append(result[f"recall@{self.k}"])

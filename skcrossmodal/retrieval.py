@@ -368,6 +368,20 @@ def rank_embeddings(
     array([[2, 1],
            [0, 1]])
     """
+    return _rank_embeddings(
+        Z_query,
+        Z_gallery,
+        metric=metric,
+        k=k,
+        batch_size=batch_size,
+        return_distance=return_distance,
+    )
+
+
+def _rank_embeddings(
+    Z_query, Z_gallery, *, metric, k, batch_size, return_distance, sides=None
+):
+    """:func:`rank_embeddings`; ``sides`` names the rows in messages (Keys)."""
     _check_metric(metric)
     xp, device = _embeddings_namespace(Z_query, Z_gallery)
     Z_query, Z_gallery = _check_embeddings(xp, device, Z_query, Z_gallery)
@@ -387,11 +401,16 @@ def rank_embeddings(
     elif batch_size is None:
         # Keys, gallery indices and sort order per entry, twice over.
         batch_size = rows_in_working_memory(48 * (chunk + k), n_query)
-    keys_of = Keys(xp, Z_query, Z_gallery, metric)
+    keys_of = Keys(xp, Z_query, Z_gallery, metric, sides)
     keys, indices = top_k(xp, keys_of, n_query, n_gallery, k, batch_size, chunk)
     if return_distance:
         return keys_of.distances(keys, 0, n_query), indices
     return indices
+
+
+def _sides(X_gallery):
+    """Names of the rows in messages: the caller's X, row for row."""
+    return (("X_query", None), ("X_query" if X_gallery is None else "X_gallery", None))
 
 
 def _embed_sides(projection, X_query, X_gallery, query_modality, gallery_modality):
@@ -479,13 +498,14 @@ def rank(
     Z_query, Z_gallery = _embed_sides(
         projection, X_query, X_gallery, query_modality, gallery_modality
     )
-    return rank_embeddings(
+    return _rank_embeddings(
         Z_query,
         Z_gallery,
         metric=metric,
         k=k,
         batch_size=batch_size,
         return_distance=return_distance,
+        sides=_sides(X_gallery),
     )
 
 
@@ -508,11 +528,13 @@ def _evaluate_embeddings(
     k,
     average_precision,
     batch_size,
+    sides=None,
 ):
     """Metrics of every query's full ranking, ``batch_size`` queries at a time.
 
     Everything per query pair stays in the embeddings' namespace and on their
-    device; only the returned numbers come back to the host.
+    device; only the returned numbers come back to the host. ``sides`` names
+    the rows in messages (see ``_ranking.Keys``).
     """
     _check_metric(metric)
     xp, device = _embeddings_namespace(Z_query, Z_gallery)
@@ -530,7 +552,7 @@ def _evaluate_embeddings(
     if batch_size is None:
         per_pair = BYTES_PER_PAIR_AP if average_precision else BYTES_PER_PAIR_FIRST
         batch_size = rows_in_working_memory((per_pair + 8) * n_gallery, n_query)
-    keys_of = Keys(xp, Z_query, Z_gallery, metric)
+    keys_of = Keys(xp, Z_query, Z_gallery, metric, sides)
     buffer = None
     if is_numpy(xp):
         buffer = np.empty(min(batch_size, n_query) * n_gallery, dtype=keys_of.dtype)
@@ -650,12 +672,14 @@ def evaluate_retrieval(
     Z_query, Z_gallery = _embed_sides(
         projection, X_query, X_gallery, query_modality, gallery_modality
     )
-    return evaluate_embeddings(
+    return _evaluate_embeddings(
         Z_query,
         Z_gallery,
         y_query,
         y_gallery,
         metric=metric,
-        k=k,
-        batch_size=batch_size,
+        k=_check_ks(k),
+        average_precision=True,
+        batch_size=_check_batch_size(batch_size),
+        sides=_sides(X_gallery),
     )
