@@ -310,8 +310,8 @@ class _RetrievalScorer:
             query_host = np.flatnonzero(to_numpy(query_rows))
             gallery_host = np.flatnonzero(to_numpy(gallery_rows))
             result = _evaluate_embeddings(
-                Z_query[query_rows, :],
-                Z_gallery[gallery_rows, :],
+                Z_query[query_rows],
+                Z_gallery[gallery_rows],
                 labels[query_host],
                 labels[gallery_host],
                 metric=self.metric,

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 from sklearn import config_context
+from sklearn.base import clone
 from sklearn.kernel_approximation import Nystroem, RBFSampler
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -418,56 +419,102 @@ def by_hand(model, X, name, columns):
     return (X[:, columns] - model.means_[name]) @ model.weights_[name]
 
 
-def test_embed_is_the_modality_projection_and_leaves_the_model_alone():
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_embed_is_the_modality_projection_and_leaves_the_model_alone(namespace):
     X, _, modalities = make_paired()
-    model = SharedProjection(n_components=3, modalities=modalities).fit(X)
     X_missing = X.copy()
-    X_missing[:10, 6:] = np.nan
-    Z = embed(model, X_missing, "image")
+    X_missing[:10, 6:] = np.nan  # image missing
+    X_missing[10:15, :6] = np.nan  # text missing: no matter for "image"
+    with dispatch(namespace):
+        model = SharedProjection(n_components=3, modalities=modalities).fit(
+            to_xp(namespace, X)
+        )
+        Z = embed(model, to_xp(namespace, X_missing), "image")
+        Z32 = embed(model, to_xp(namespace, X.astype(np.float32)), "text")
+    assert namespace_of(Z) == namespace
+    Z = to_numpy(Z)
     assert np.isnan(Z[:10]).all()
-    np.testing.assert_allclose(Z[10:], by_hand(model, X[10:], "image", slice(6, 10)))
+    weights, means = (
+        {name: to_numpy(value) for name, value in attribute.items()}
+        for attribute in (model.weights_, model.means_)
+    )
+    np.testing.assert_allclose(
+        Z[10:], (X[10:, 6:] - means["image"]) @ weights["image"], rtol=1e-10
+    )
     assert model.output == "mean"
-    assert embed(model, X.astype(np.float32), "text").dtype == np.float32
+    assert to_numpy(Z32).dtype == np.float32
     with pytest.raises(ValueError, match="'audio' is not one of"):
         embed(model, X, "audio")
     with pytest.raises(TypeError, match="needs a fitted SharedProjection"):
         embed(StandardScaler().fit(X), X, "text")
+    if namespace != "numpy":
+        with (
+            config_context(array_api_dispatch=True),
+            pytest.raises(ValueError, match="must use the same namespace"),
+        ):
+            embed(model, X, "text")
 
 
+@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_rank_through_a_projection(metric):
+def test_rank_through_a_projection(namespace, metric):
     X, _, modalities = make_paired()
     model = SharedProjection(n_components=3, modalities=modalities).fit(X[:150])
-    texts, images = X[150:200], X[200:]
-    distances, indices = rank(
-        model,
-        texts,
-        images,
-        query_modality="text",
-        gallery_modality="image",
-        metric=metric,
-        k=7,
-    )
+    texts, images = X[150:200].copy(), X[200:]
+    texts[:4, 6:] = np.nan  # the gallery modality may be missing on queries
+    with dispatch(namespace):
+        fitted = (
+            model
+            if namespace == "numpy"
+            else clone(model).fit(to_xp(namespace, X[:150]))
+        )
+        distances, indices = rank(
+            fitted,
+            to_xp(namespace, texts),
+            to_xp(namespace, images),
+            query_modality="text",
+            gallery_modality="image",
+            metric=metric,
+            k=7,
+        )
+    assert namespace_of(indices) == namespace
     expected_distances, expected_indices = brute_force_rank(
         by_hand(model, texts, "text", modalities["text"]),
         by_hand(model, images, "image", modalities["image"]),
         metric,
         7,
     )
-    np.testing.assert_array_equal(indices, expected_indices)
-    np.testing.assert_allclose(distances, expected_distances, atol=1e-10)
+    np.testing.assert_array_equal(to_numpy(indices), expected_indices)
+    np.testing.assert_allclose(to_numpy(distances), expected_distances, atol=1e-10)
 
 
-def test_rank_requires_the_modality_on_every_row():
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_rank_requires_the_modality_on_every_row(namespace):
     X, _, modalities = make_paired()
-    model = SharedProjection(modalities=modalities).fit(X)
     X_missing = X.copy()
     X_missing[3, :6] = np.nan
-    with pytest.raises(ValueError, match="Row 3 of X_query does not carry"):
-        rank(model, X_missing, query_modality="text", gallery_modality="image")
+    X_missing[7, :6] = np.nan
+    with dispatch(namespace):
+        model = SharedProjection(modalities=modalities).fit(to_xp(namespace, X))
+        with pytest.raises(ValueError, match="Row 3 of X_query does not carry.*2 such"):
+            rank(
+                model,
+                to_xp(namespace, X_missing),
+                query_modality="text",
+                gallery_modality="image",
+            )
+        with pytest.raises(ValueError, match="Row 3 of X_gallery does not carry"):
+            rank(
+                model,
+                to_xp(namespace, X),
+                to_xp(namespace, X_missing),
+                query_modality="image",
+                gallery_modality="text",
+            )
 
 
-def test_evaluate_retrieval_equals_the_metrics_on_the_full_matrix():
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_evaluate_retrieval_equals_the_metrics_on_the_full_matrix(namespace):
     X, y, modalities = make_paired()
     model = SharedProjection(n_components=3, modalities=modalities).fit(X[:150])
     X_test, y_test = X[150:], y[150:]
@@ -480,30 +527,152 @@ def test_evaluate_retrieval_equals_the_metrics_on_the_full_matrix():
         "recall@10": recall_at_k(y_test, y_test, similarity, k=10),
         "median_rank": median_rank(y_test, y_test, similarity),
     }
-    for batch_size in (None, 1, 7):
-        result = evaluate_retrieval(
-            model,
-            X_test,
-            query_modality="text",
-            gallery_modality="image",
-            y_query=y_test,
-            batch_size=batch_size,
+    with dispatch(namespace):
+        if namespace != "numpy":
+            model = clone(model).fit(to_xp(namespace, X[:150]))
+        X_test = to_xp(namespace, X_test)
+        for batch_size in (None, 1, 7):
+            result = evaluate_retrieval(
+                model,
+                X_test,
+                query_modality="text",
+                gallery_modality="image",
+                y_query=y_test,
+                batch_size=batch_size,
+            )
+            assert result["n_queries"] == 100
+            for key, value in expected.items():
+                assert result[key] == pytest.approx(value, abs=1e-12), key
+        paired = evaluate_retrieval(
+            model, X_test, query_modality="image", gallery_modality="text", k=5
         )
-        assert result["n_queries"] == 100
+        assert paired["recall@5"] == recall_at_k(None, None, similarity.T, k=5)
+        with pytest.raises(ValueError, match="do not pass y_gallery"):
+            evaluate_retrieval(
+                model,
+                X_test,
+                query_modality="image",
+                gallery_modality="text",
+                y_gallery=y_test,
+            )
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("labels", ["int", "str", "device", "paired"])
+def test_evaluate_embeddings_equals_the_metrics(namespace, metric, labels):
+    """Batched, in each namespace, against the metrics of the full matrix."""
+    rng = np.random.default_rng(4)
+    Z_query, Z_gallery = rng.normal(size=(30, 3)), rng.normal(size=(30, 3))
+    if labels == "paired":
+        y_query = y_gallery = None
+    else:
+        y_query, y_gallery = rng.integers(0, 4, size=30), rng.integers(0, 5, size=30)
+        y_gallery[:6] = 9  # labels no query has
+        if labels == "str":
+            y_query, y_gallery = y_query.astype(str), y_gallery.astype(str)
+    similarity = -cdist(Z_query, Z_gallery, metric)
+    n_queries = 30 if y_query is None else int(np.isin(y_query, y_gallery).sum())
+    expected = {
+        "mean_average_precision": mean_average_precision(
+            y_query, y_gallery, similarity
+        ),
+        "recall@1": recall_at_k(y_query, y_gallery, similarity, k=1),
+        "recall@3": recall_at_k(y_query, y_gallery, similarity, k=3),
+        "median_rank": median_rank(y_query, y_gallery, similarity),
+    }
+    if labels == "device":
+        y_query, y_gallery = to_xp(namespace, y_query), to_xp(namespace, y_gallery)
+    Zq, Zg = to_xp(namespace, Z_query), to_xp(namespace, Z_gallery)
+    for batch_size in (None, 7):
+        with dispatch(namespace):
+            result = evaluate_embeddings(
+                Zq,
+                Zg,
+                y_query,
+                y_gallery,
+                metric=metric,
+                k=(1, 3),
+                batch_size=batch_size,
+            )
+        assert result.pop("n_queries") == n_queries
+        assert result.keys() == expected.keys()
         for key, value in expected.items():
-            assert result[key] == pytest.approx(value, abs=1e-12), key
-    paired = evaluate_retrieval(
-        model, X_test, query_modality="image", gallery_modality="text", k=5
-    )
-    assert paired["recall@5"] == recall_at_k(None, None, similarity.T, k=5)
-    with pytest.raises(ValueError, match="do not pass y_gallery"):
-        evaluate_retrieval(
-            model,
-            X_test,
-            query_modality="image",
-            gallery_modality="text",
-            y_gallery=y_test,
+            assert result[key] == pytest.approx(value, rel=1e-12), key
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_average_precision_by_hand(namespace):
+    """One query, ties included: AP = mean of precision at each relevant rank."""
+    Z_query = np.array([[1.0, 0.0]])
+    # Cosine similarities 1, 0, 1, -1, 0: order by (distance, index) is
+    # 0, 2, 1, 4, 3.
+    Z_gallery = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0], [-1.0, 0.0], [0, 3.0]])
+    y_query, y_gallery = np.array([1]), np.array([0, 1, 1, 0, 1])
+    # Relevant items 2, 1, 4 at ranks 2, 3, 4: precisions 1/2, 2/3, 3/4.
+    expected_ap = (1 / 2 + 2 / 3 + 3 / 4) / 3
+    with dispatch(namespace):
+        result = evaluate_embeddings(
+            to_xp(namespace, Z_query),
+            to_xp(namespace, Z_gallery),
+            y_query,
+            y_gallery,
+            k=(1, 2),
         )
+    assert result == pytest.approx(
+        {
+            "mean_average_precision": expected_ap,
+            "recall@1": 0.0,
+            "recall@2": 1.0,
+            "median_rank": 2.0,
+            "n_queries": 1,
+        },
+        rel=1e-12,
+    )
+
+
+@pytest.mark.parametrize("namespace", ["array_api_strict", "torch"])
+def test_labels_must_all_be_on_the_host_or_on_the_device(namespace):
+    Z = to_xp(namespace, np.eye(3))
+    with config_context(array_api_dispatch=True):
+        with pytest.raises(ValueError, match="both be host labels"):
+            evaluate_embeddings(Z, Z, to_xp(namespace, np.arange(3)), np.arange(3))
+        with pytest.raises(ValueError, match="y_gallery has 2 labels"):
+            evaluate_embeddings(
+                Z, Z, to_xp(namespace, np.arange(3)), to_xp(namespace, np.arange(2))
+            )
+
+
+# -- modality names are never option values ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "names", [("mean", "concat"), ("query", "gallery"), ("X_query", "cosine")]
+)
+def test_modality_names_that_are_also_option_values(names):
+    """``embed`` and ``rank`` read a modality name as that modality, always."""
+    X, y, _ = make_paired()
+    first, second = names
+    modalities = {first: slice(0, 6), second: slice(6, 10)}
+    model = SharedProjection(n_components=3, modalities=modalities).fit(X[:150])
+    X_test = X[150:].copy()
+    for name, columns in modalities.items():
+        np.testing.assert_allclose(
+            embed(model, X_test, name), by_hand(model, X_test, name, columns)
+        )
+    _, indices = rank(model, X_test, query_modality=first, gallery_modality=second, k=3)
+    expected = brute_force_rank(
+        by_hand(model, X_test, first, modalities[first]),
+        by_hand(model, X_test, second, modalities[second]),
+        "cosine",
+        3,
+    )[1]
+    np.testing.assert_array_equal(indices, expected)
+    X_test[5, 6:] = np.nan
+    with pytest.raises(
+        ValueError, match=f"Row 5 of X_query does not carry modality {second!r}"
+    ):
+        rank(model, X_test, query_modality=first, gallery_modality=second)
 
 
 # -- nonlinear shared spaces by composition -----------------------------------------
