@@ -48,6 +48,7 @@ import numpy as np
 from sklearn.externals.array_api_compat import numpy as compat_numpy
 from sklearn.utils.validation import _num_samples, check_array
 
+from ._embedding import embed, final_projection
 from ._namespace import array_namespace, get_array_namespace, to_numpy
 from ._ranking import (
     BYTES_PER_PAIR_AP,
@@ -57,7 +58,7 @@ from ._ranking import (
     label_codes,
     rows_in_working_memory,
 )
-from .retrieval import _evaluate_embeddings, _final_projection, embed
+from .retrieval import _evaluate_embeddings
 
 __all__ = [
     "make_retrieval_scorer",
@@ -281,7 +282,7 @@ class _RetrievalScorer:
                 "to fit (e.g. GridSearchCV(...).fit(X, y)) or use "
                 "relevance='pair'."
             )
-        names = list(_final_projection(estimator).modalities_)
+        names = list(final_projection(estimator).modalities_)
         pairs = self._pairs(names)
         n_rows = _num_samples(X)
         labels = np.arange(n_rows)

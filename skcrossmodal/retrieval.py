@@ -115,19 +115,15 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
-from sklearn import get_config
-from sklearn.externals.array_api_compat import numpy as compat_numpy
-from sklearn.pipeline import Pipeline
-from sklearn.utils._array_api import check_same_namespace
-from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import validate_modal_data
-from ._modalities import check_no_infinite, presence_mask
-from ._namespace import (
-    array_device,
-    array_namespace,
-    get_array_namespace,
-    namespace_name,
+from ._embedding import (
+    check_batch_size,
+    check_embeddings,
+    check_metric,
+    embed,
+    embed_sides,
+    embeddings_namespace,
+    row_names,
 )
 from ._ranking import (
     BYTES_PER_PAIR_AP,
@@ -135,13 +131,11 @@ from ._ranking import (
     Keys,
     check_k,
     evaluate,
-    first_true,
     is_numpy,
     label_codes,
     rows_in_working_memory,
     top_k,
 )
-from ._shared_space import SharedSpace
 
 __all__ = [
     "embed",
@@ -151,166 +145,12 @@ __all__ = [
     "rank_embeddings",
 ]
 
-_METRICS = ("cosine", "euclidean")
 # Gallery rows scored at a time by rank(): the running top-k is merged with
 # each chunk, so memory does not grow with the gallery. With at most
 # _QUERY_BATCH queries at a time, a chunk's keys (16 MB) stay near the
 # caches; larger blocks measured slower, not faster.
 _GALLERY_CHUNK = 2048
 _QUERY_BATCH = 1024
-
-
-# -- embedding ---------------------------------------------------------------------
-
-
-def _final_projection(estimator):
-    """The fitted SharedProjection-like object at the end of ``estimator``."""
-    if hasattr(estimator, "projection_") and not hasattr(estimator, "weights_"):
-        estimator = estimator.projection_
-    if isinstance(estimator, Pipeline):
-        estimator = estimator[-1]
-    check_is_fitted(estimator)
-    if not hasattr(estimator, "modalities_") or "output" not in estimator.get_params(
-        deep=False
-    ):
-        raise TypeError(
-            "Retrieval needs a fitted SharedProjection, or a Pipeline whose last "
-            f"step is one; got {type(estimator).__name__}."
-        )
-    return estimator
-
-
-def _shared_space(final):
-    """The fitted projection's shared space (its one projection routine)."""
-    space = getattr(final, "_space", None)
-    if space is None:
-        space = SharedSpace(
-            final.modalities_,
-            final.means_,
-            final.weights_,
-            final.canonical_correlations_,
-        )
-    return space
-
-
-def embed(projection, X, modality):
-    """Each row's embedding by one modality, in the fitted shared space.
-
-    Parameters
-    ----------
-    projection : SharedProjection or Pipeline
-        Fitted. A Pipeline's steps before the last transform ``X``; its last
-        step must be a ``SharedProjection``. A fitted
-        :class:`~skcrossmodal.transfer.CrossModalTransferClassifier` (or
-        regressor) is accepted too: its ``projection_`` is used.
-    X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
-        Rows as the projection takes them (every modality's columns, a
-        missing modality as an all-NaN block).
-    modality : str
-        A modality of the projection. Any name the projection was fitted
-        with, including names such as ``"mean"`` or ``"concat"`` that are
-        also values of ``SharedProjection(output=...)``: it always means the
-        modality.
-
-    Returns
-    -------
-    Z : ndarray of shape (n_samples, n_components)
-        ``(X_m - means_[m]) @ weights_[m]``; NaN rows where the modality is
-        missing (other modalities may be missing anywhere). The projection is
-        not modified. An array of X's namespace and device for array API
-        input (see the module's Array API section).
-    """
-    final = _final_projection(projection)
-    if hasattr(projection, "projection_") and not hasattr(projection, "weights_"):
-        projection = projection.projection_
-    names = list(final.modalities_)
-    if not isinstance(modality, str) or modality not in names:
-        raise ValueError(
-            f"Modality {modality!r} is not one of the projection's modalities {names}."
-        )
-    if isinstance(projection, Pipeline) and len(projection) > 1:
-        X = projection[:-1].transform(X)
-    X = validate_modal_data(final, X, reset=False)
-    check_same_namespace(X, final, attribute="canonical_correlations_", method="embed")
-    check_no_infinite(X)
-    present = presence_mask(X, final.modalities_)
-    (Z,), _ = _shared_space(final).project(X, [modality], present=present)
-    return Z
-
-
-def _embed_complete(projection, X, modality, role):
-    """:func:`embed`, refusing rows that miss the modality."""
-    Z = embed(projection, X, modality)
-    xp = array_namespace(Z)
-    row, count = first_true(xp, xp.any(xp.isnan(Z), axis=1))
-    if count:
-        raise ValueError(
-            f"Row {row} of {role} does not carry modality {modality!r} "
-            f"(its columns are all NaN; {count} such row(s) in all). "
-            f"Every {role} row must carry it: select the rows that do first."
-        )
-    return Z
-
-
-# -- embeddings ----------------------------------------------------------------------
-
-
-def _check_metric(metric):
-    if metric not in _METRICS:
-        raise ValueError(f"`metric` must be 'cosine' or 'euclidean', got {metric!r}.")
-
-
-def _check_batch_size(batch_size):
-    if batch_size is None:
-        return None
-    return check_k(batch_size, "batch_size")
-
-
-def _embeddings_namespace(Z_query, Z_gallery):
-    """The array namespace and device the embeddings are computed in.
-
-    numpy (``array_api_compat.numpy``, on the CPU) unless
-    ``array_api_dispatch`` is on and one of them is an array API array other
-    than numpy. Everything then follows that array: a numpy array or list on
-    the other side is moved to its device; an array of another namespace or
-    device is an error.
-    """
-    found = []
-    if get_config()["array_api_dispatch"]:
-        found = [Z for Z in (Z_query, Z_gallery) if get_array_namespace(Z) is not None]
-    if not found:
-        return compat_numpy, "cpu"
-    xp, device = array_namespace(found[0]), array_device(found[0])
-    for Z in found[1:]:
-        if array_namespace(Z) is not xp or array_device(Z) != device:
-            raise ValueError(
-                "Z_query and Z_gallery must be in the same array namespace and "
-                f"on the same device; got {namespace_name(xp)} on {device} and "
-                f"{namespace_name(array_namespace(Z))} on {array_device(Z)}. "
-                "Move one of them first."
-            )
-    return xp, device
-
-
-def _check_embeddings(xp, device, Z_query, Z_gallery):
-    """Both embeddings as 2-D float arrays of xp, of one dtype, same width."""
-    checked = []
-    for Z, name in ((Z_query, "Z_query"), (Z_gallery, "Z_gallery")):
-        if not is_numpy(xp) and get_array_namespace(Z) is None:
-            # A numpy array or list: moved to the other side's device.
-            Z = xp.asarray(np.asarray(Z), device=device)
-        checked.append(check_array(Z, dtype=[xp.float64, xp.float32], input_name=name))
-    Z_query, Z_gallery = checked
-    if Z_query.shape[1] != Z_gallery.shape[1]:
-        raise ValueError(
-            f"Z_query has {Z_query.shape[1]} columns but Z_gallery has "
-            f"{Z_gallery.shape[1]}: both must live in the same space."
-        )
-    dtype = xp.result_type(Z_query.dtype, Z_gallery.dtype)
-    return (
-        xp.astype(Z_query, dtype, copy=False),
-        xp.astype(Z_gallery, dtype, copy=False),
-    )
 
 
 # -- ranking ---------------------------------------------------------------------------
@@ -382,16 +222,16 @@ def _rank_embeddings(
     Z_query, Z_gallery, *, metric, k, batch_size, return_distance, sides=None
 ):
     """:func:`rank_embeddings`; ``sides`` names the rows in messages (Keys)."""
-    _check_metric(metric)
-    xp, device = _embeddings_namespace(Z_query, Z_gallery)
-    Z_query, Z_gallery = _check_embeddings(xp, device, Z_query, Z_gallery)
+    check_metric(metric)
+    xp, device = embeddings_namespace(Z_query, Z_gallery)
+    Z_query, Z_gallery = check_embeddings(xp, device, Z_query, Z_gallery)
     n_query, n_gallery = Z_query.shape[0], Z_gallery.shape[0]
     k = check_k(n_gallery if k is None else k)
     if k > n_gallery:
         raise ValueError(
             f"k={k} is larger than the gallery, which has {n_gallery} row(s)."
         )
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_batch_size(batch_size)
     chunk = min(max(_GALLERY_CHUNK, 2 * k), n_gallery)
     if batch_size is None and is_numpy(xp):
         # Keys, partition scratch and mask per chunk entry, then the merge.
@@ -406,29 +246,6 @@ def _rank_embeddings(
     if return_distance:
         return keys_of.distances(keys, 0, n_query), indices
     return indices
-
-
-def _sides(X_gallery):
-    """Names of the rows in messages: the caller's X, row for row."""
-    return (("X_query", None), ("X_query" if X_gallery is None else "X_gallery", None))
-
-
-def _embed_sides(projection, X_query, X_gallery, query_modality, gallery_modality):
-    """Query and gallery embeddings; the gallery is X_query's rows if None."""
-    for name, value in (
-        ("query_modality", query_modality),
-        ("gallery_modality", gallery_modality),
-    ):
-        if not isinstance(value, str):
-            raise ValueError(f"`{name}` must be a modality name, got {value!r}.")
-    Z_query = _embed_complete(projection, X_query, query_modality, "X_query")
-    if X_gallery is None:
-        Z_gallery = _embed_complete(projection, X_query, gallery_modality, "X_query")
-    else:
-        Z_gallery = _embed_complete(
-            projection, X_gallery, gallery_modality, "X_gallery"
-        )
-    return Z_query, Z_gallery
 
 
 def rank(
@@ -495,7 +312,7 @@ def rank(
     >>> float(np.mean((indices == np.arange(200)[:, None]).any(axis=1)))
     0.625
     """
-    Z_query, Z_gallery = _embed_sides(
+    Z_query, Z_gallery = embed_sides(
         projection, X_query, X_gallery, query_modality, gallery_modality
     )
     return _rank_embeddings(
@@ -505,7 +322,7 @@ def rank(
         k=k,
         batch_size=batch_size,
         return_distance=return_distance,
-        sides=_sides(X_gallery),
+        sides=row_names(X_gallery),
     )
 
 
@@ -536,9 +353,9 @@ def _evaluate_embeddings(
     device; only the returned numbers come back to the host. ``sides`` names
     the rows in messages (see ``_ranking.Keys``).
     """
-    _check_metric(metric)
-    xp, device = _embeddings_namespace(Z_query, Z_gallery)
-    Z_query, Z_gallery = _check_embeddings(xp, device, Z_query, Z_gallery)
+    check_metric(metric)
+    xp, device = embeddings_namespace(Z_query, Z_gallery)
+    Z_query, Z_gallery = check_embeddings(xp, device, Z_query, Z_gallery)
     n_query, n_gallery = Z_query.shape[0], Z_gallery.shape[0]
     labels = label_codes(
         xp,
@@ -618,7 +435,7 @@ def evaluate_embeddings(
         metric=metric,
         k=_check_ks(k),
         average_precision=True,
-        batch_size=_check_batch_size(batch_size),
+        batch_size=check_batch_size(batch_size),
     )
 
 
@@ -669,7 +486,7 @@ def evaluate_retrieval(
                 "labels are y_query; do not pass y_gallery."
             )
         y_gallery = y_query
-    Z_query, Z_gallery = _embed_sides(
+    Z_query, Z_gallery = embed_sides(
         projection, X_query, X_gallery, query_modality, gallery_modality
     )
     return _evaluate_embeddings(
@@ -680,6 +497,6 @@ def evaluate_retrieval(
         metric=metric,
         k=_check_ks(k),
         average_precision=True,
-        batch_size=_check_batch_size(batch_size),
-        sides=_sides(X_gallery),
+        batch_size=check_batch_size(batch_size),
+        sides=row_names(X_gallery),
     )
