@@ -3,10 +3,11 @@
 The one implementation behind :mod:`skcrossmodal.retrieval` and
 :mod:`skcrossmodal.metrics`, written once for every array namespace: numpy
 arrays go through ``array_api_compat.numpy`` like torch or CuPy arrays do.
-Two numpy-only branches remain, each because it measured faster (see
-``docs/benchmarks.rst``): the running top ``k`` (a partition filter before
-any sort, where the array API has no partition) and the row sort of the
-average precision (quicksort, re-sorted stably only on rows with ties).
+Numpy-only branches remain where they measured faster
+(``benchmarks/ranking_speed.py``): the running top ``k`` (a partition
+filter before any sort; the array API has no partition), the row sort of
+the average precision (quicksort, re-sorted stably only on rows with ties),
+and products written into a reused buffer.
 
 Tie rule, everywhere: lower keys (higher scores) first; equal keys in
 gallery index order, what a stable sort gives.
