@@ -317,6 +317,30 @@ def test_extreme_magnitudes_rank_as_unit_ones(namespace, metric, scale):
 
 
 @pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_float32_extreme_magnitudes(namespace, metric, scale):
+    """float32 squares overflow above ~1.8e19 and underflow below ~1e-19."""
+    rng = np.random.default_rng(9)
+    Z_query, Z_gallery = rng.normal(size=(12, 4)), rng.normal(size=(40, 4))
+    expected_distances, expected = brute_force_rank(Z_query, Z_gallery, metric, 5)
+    distances, indices = rank_in(
+        namespace,
+        (Z_query * scale).astype(np.float32),
+        (Z_gallery * scale).astype(np.float32),
+        metric=metric,
+        k=5,
+    )
+    np.testing.assert_array_equal(indices, expected)
+    if metric == "euclidean":
+        expected_distances = expected_distances * scale
+    # float32 rounding, relative to the largest distance (1 - cos is formed
+    # from values near 1: its error is absolute).
+    tolerance = 1e-5 * expected_distances.max()
+    np.testing.assert_allclose(distances, expected_distances, rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_cosine_zero_is_judged_against_the_datas_scale(namespace):
     rng = np.random.default_rng(8)
     Z_gallery = rng.normal(size=(10, 3))
