@@ -43,11 +43,22 @@ another.
 from __future__ import annotations
 
 import itertools
-from numbers import Integral
 
 import numpy as np
-from sklearn import get_config
-from sklearn.utils.validation import check_array, column_or_1d
+from sklearn.externals.array_api_compat import numpy as compat_numpy
+from sklearn.utils.validation import _num_samples, check_array
+
+from ._embedding import embed, final_projection
+from ._namespace import array_namespace, get_array_namespace, to_numpy
+from ._ranking import (
+    BYTES_PER_PAIR_AP,
+    BYTES_PER_PAIR_FIRST,
+    check_k,
+    evaluate,
+    label_codes,
+    rows_in_working_memory,
+)
+from .retrieval import _evaluate_embeddings
 
 __all__ = [
     "make_retrieval_scorer",
@@ -57,180 +68,31 @@ __all__ = [
 ]
 
 _SCORES = ("mean_average_precision", "recall_at_k", "median_rank")
-# Bytes of temporaries per (query, gallery) pair when ranks are computed with
-# average precision: the scores, their negation, the argsort, the relevance
-# in both orders, the running count of hits and the precisions.
-_BYTES_PER_PAIR_AP = 48
-# ... and without average precision (masks and comparisons only).
-_BYTES_PER_PAIR_FIRST = 16
-
-
-# -- the computation, one batch of queries at a time --------------------------------
-
-
-def _rank_statistics(scores, relevant, *, average_precision):
-    """Per-query ranking statistics of one batch.
-
-    Parameters
-    ----------
-    scores : ndarray of shape (n_batch, n_gallery)
-        Higher is more similar; finite.
-    relevant : ndarray of bool, shape (n_batch, n_gallery)
-    average_precision : bool
-        Also compute the average precision (needs a sort of every row).
-
-    Returns
-    -------
-    n_relevant : ndarray of int, shape (n_batch,)
-    first_rank : ndarray of int, shape (n_batch,)
-        1-based rank of the best-ranked relevant item; 0 where there is none.
-    ap : ndarray of float, shape (n_batch,) or None
-        Average precision; 0 where there is no relevant item.
-    """
-    n_gallery = scores.shape[1]
-    n_relevant = relevant.sum(axis=1)
-    has_relevant = n_relevant > 0
-
-    # First relevant item, without sorting: the relevant item of best score
-    # (lowest index among equals) is preceded by every item scoring higher
-    # and by every item scoring the same with a lower index.
-    best = np.where(relevant, scores, -np.inf).max(axis=1, initial=-np.inf)
-    at_best = scores == best[:, None]
-    first_index = np.argmax(relevant & at_best, axis=1)
-    ahead = np.count_nonzero(scores > best[:, None], axis=1)
-    ahead += np.count_nonzero(
-        at_best & (np.arange(n_gallery) < first_index[:, None]), axis=1
-    )
-    first_rank = np.where(has_relevant, ahead + 1, 0)
-
-    ap = None
-    if average_precision:
-        order = _stable_ascending_order(-scores)
-        hits = np.take_along_axis(relevant, order, axis=1)
-        del order
-        # Precision at the rank of each relevant item: hits so far / rank.
-        precision = np.cumsum(hits, axis=1, dtype=np.float64)
-        precision /= np.arange(1, n_gallery + 1, dtype=np.float64)
-        precision_sum = np.where(hits, precision, 0.0).sum(axis=1)
-        ap = np.where(has_relevant, precision_sum / np.maximum(n_relevant, 1), 0.0)
-    return n_relevant, first_rank, ap
-
-
-def _stable_ascending_order(keys):
-    """argsort of every row by ascending key, ties by ascending index.
-
-    numpy's quicksort is several times faster than its stable sort; it is
-    used, and the rows where it could have reordered equal keys (the rows
-    holding a repeated key) are sorted again with the stable sort.
-    """
-    order = np.argsort(keys, axis=1, kind="quicksort")
-    ordered = np.take_along_axis(keys, order, axis=1)
-    repeated = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
-    if repeated.size:
-        order[repeated] = np.argsort(keys[repeated], axis=1, kind="stable")
-    return order
-
-
-class _RankTally:
-    """Accumulate per-query statistics over batches of queries."""
-
-    def __init__(self):
-        self.first_ranks = []
-        self.ap_sum = 0.0
-        self.has_ap = True
-
-    def add(self, n_relevant, first_rank, ap):
-        keep = n_relevant > 0
-        self.first_ranks.append(first_rank[keep])
-        if ap is None:
-            self.has_ap = False
-        else:
-            self.ap_sum += float(ap[keep].sum())
-
-    def result(self, ks):
-        first = np.concatenate(self.first_ranks) if self.first_ranks else np.empty(0)
-        if first.size == 0:
-            raise ValueError(
-                "No query has a relevant item in the gallery (no gallery label "
-                "equals a query label), so the retrieval metrics are undefined. "
-                "Check y_query and y_gallery."
-            )
-        out = {}
-        if self.has_ap:
-            out["mean_average_precision"] = self.ap_sum / first.size
-        for k in ks:
-            out[f"recall@{k}"] = float(np.mean(first <= k))
-        out["median_rank"] = float(np.median(first))
-        out["n_queries"] = int(first.size)
-        return out
-
-
-def _relevance_batch(y_query, y_gallery, rows):
-    """Relevance of the query rows ``rows`` against the whole gallery."""
-    return np.asarray(y_query[rows][:, None] == y_gallery[None, :], dtype=bool)
-
-
-def _rows_in_working_memory(row_bytes, n_rows):
-    """Rows whose temporaries fit scikit-learn's ``working_memory`` (MiB).
-
-    At least 1 and at most ``n_rows`` (and 1 when there are no rows).
-    """
-    budget = get_config()["working_memory"] * 2**20
-    return int(min(max(budget // max(row_bytes, 1), 1), max(n_rows, 1)))
-
-
-# -- validation --------------------------------------------------------------------
-
-
-def _check_labels(y_query, y_gallery, n_query, n_gallery):
-    if (y_query is None) != (y_gallery is None):
-        raise ValueError(
-            "Pass both y_query and y_gallery (label relevance), or neither "
-            "(paired relevance: query i matches gallery item i only)."
-        )
-    if y_query is None:
-        if n_query != n_gallery:
-            raise ValueError(
-                "Paired relevance (y_query=y_gallery=None) needs as many queries "
-                f"as gallery items; got {n_query} and {n_gallery}. Pass labels "
-                "to use label relevance."
-            )
-        labels = np.arange(n_query)
-        return labels, labels
-    y_query = column_or_1d(np.asarray(y_query), warn=False)
-    y_gallery = column_or_1d(np.asarray(y_gallery), warn=False)
-    if y_query.shape[0] != n_query or y_gallery.shape[0] != n_gallery:
-        raise ValueError(
-            f"y_score has shape ({n_query}, {n_gallery}) but y_query has "
-            f"{y_query.shape[0]} labels and y_gallery {y_gallery.shape[0]}: "
-            "y_score[i, j] must score gallery item j for query i."
-        )
-    return y_query, y_gallery
-
-
-def _check_k(k, name="k"):
-    if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
-        raise ValueError(f"`{name}` must be an int >= 1, got {k!r}.")
-    return int(k)
 
 
 def _evaluate_score_matrix(y_query, y_gallery, y_score, *, average_precision, ks):
+    """The metrics of a full score matrix, a batch of queries at a time."""
     y_score = check_array(y_score, dtype=[np.float64, np.float32], input_name="y_score")
     n_query, n_gallery = y_score.shape
-    y_query, y_gallery = _check_labels(y_query, y_gallery, n_query, n_gallery)
-    per_pair = _BYTES_PER_PAIR_AP if average_precision else _BYTES_PER_PAIR_FIRST
-    batch = _rows_in_working_memory(per_pair * n_gallery, n_query)
-    tally = _RankTally()
-    for start in range(0, n_query, batch):
-        rows = np.arange(start, min(start + batch, n_query))
-        tally.add(
-            *_rank_statistics(
-                y_score[rows],
-                _relevance_batch(y_query, y_gallery, rows),
-                average_precision=average_precision,
-            )
-        )
-    return tally.result(ks)
+    labels = label_codes(
+        compat_numpy,
+        "cpu",
+        y_query,
+        y_gallery,
+        n_query,
+        n_gallery,
+        {"y_query": "rows in y_score", "y_gallery": "columns in y_score"},
+    )
+    per_pair = BYTES_PER_PAIR_AP if average_precision else BYTES_PER_PAIR_FIRST
+    return evaluate(
+        compat_numpy,
+        lambda start, stop: y_score[start:stop],
+        labels,
+        n_query,
+        ks=ks,
+        average_precision=average_precision,
+        batch_size=rows_in_working_memory(per_pair * n_gallery, n_query),
+    )
 
 
 # -- public metrics ----------------------------------------------------------------
@@ -279,7 +141,7 @@ def recall_at_k(y_query, y_gallery, y_score, *, k=1):
     >>> recall_at_k([1, 0], [0, 0, 1], y_score, k=2)
     1.0
     """
-    k = _check_k(k)
+    k = check_k(k)
     result = _evaluate_score_matrix(
         y_query, y_gallery, y_score, average_precision=False, ks=[k]
     )
@@ -413,37 +275,51 @@ class _RetrievalScorer:
             )
         return pairs
 
-    def __call__(self, estimator, X, y=None, **kwargs):
-        from .retrieval import _evaluate_embeddings, _final_projection, embed
-
+    def __call__(self, estimator, X, y=None, sample_weight=None, **kwargs):
         if self.relevance == "label" and y is None:
             raise ValueError(
                 "make_retrieval_scorer(relevance='label') needs y: pass labels "
                 "to fit (e.g. GridSearchCV(...).fit(X, y)) or use "
                 "relevance='pair'."
             )
-        use_labels = y is not None and self.relevance != "pair"
-        names = list(_final_projection(estimator).modalities_)
+        names = list(final_projection(estimator).modalities_)
+        pairs = self._pairs(names)
+        n_rows = _num_samples(X)
+        labels = np.arange(n_rows)
+        if y is not None:
+            y = to_numpy(y) if get_array_namespace(y) is not None else np.asarray(y)
+            _check_length(y, "y", n_rows)
+            if self.relevance != "pair":
+                labels = y.reshape(-1) if y.ndim == 2 else y
+        if sample_weight is not None:
+            _check_length(np.asarray(sample_weight), "sample_weight", n_rows)
+            raise ValueError(
+                "make_retrieval_scorer does not weight queries: a weighted "
+                "mAP, recall@k or median rank is not defined here. Score "
+                "without sample_weight (with metadata routing, do not request "
+                "it for this scorer)."
+            )
         values = []
-        for query, gallery in self._pairs(names):
+        for query, gallery in pairs:
             Z_query = embed(estimator, X, query)
             Z_gallery = embed(estimator, X, gallery)
-            query_rows = np.flatnonzero(~np.isnan(Z_query).any(axis=1))
-            gallery_rows = np.flatnonzero(~np.isnan(Z_gallery).any(axis=1))
-            labels = (
-                column_or_1d(np.asarray(y), warn=False)
-                if use_labels
-                else np.arange(Z_query.shape[0])
-            )
+            xp = array_namespace(Z_query)
+            # Rows missing a modality are left out of that side; the labels
+            # (on the host) follow the rows kept.
+            query_rows = ~xp.any(xp.isnan(Z_query), axis=1)
+            gallery_rows = ~xp.any(xp.isnan(Z_gallery), axis=1)
+            query_host = np.flatnonzero(to_numpy(query_rows))
+            gallery_host = np.flatnonzero(to_numpy(gallery_rows))
             result = _evaluate_embeddings(
                 Z_query[query_rows],
                 Z_gallery[gallery_rows],
-                labels[query_rows],
-                labels[gallery_rows],
+                labels[query_host],
+                labels[gallery_host],
                 metric=self.metric,
                 k=[self.k] if self.score == "recall_at_k" else [],
                 average_precision=self.score == "mean_average_precision",
                 batch_size=self.batch_size,
+                sides=((f"X ({query})", query_host), (f"X ({gallery})", gallery_host)),
             )
             if self.score == "recall_at_k":
                 values.append(result[f"recall@{self.k}"])
@@ -452,6 +328,22 @@ class _RetrievalScorer:
             else:
                 values.append(result["mean_average_precision"])
         return float(np.mean(values))
+
+
+def _check_length(values, name, n_rows):
+    """One entry per row of X (a column vector counts), or a ValueError."""
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values.reshape(-1)
+    if values.ndim != 1 or values.shape[0] != n_rows:
+        got = (
+            f"{values.shape[0]} entries"
+            if values.ndim == 1
+            else f"shape {values.shape}"
+        )
+        raise ValueError(
+            f"{name} has {got}, but X has {n_rows} rows: pass one {name} "
+            "value per row of X."
+        )
 
 
 def make_retrieval_scorer(
@@ -527,7 +419,7 @@ def make_retrieval_scorer(
     """
     if score not in _SCORES:
         raise ValueError(f"`score` must be one of {list(_SCORES)}, got {score!r}.")
-    k = _check_k(k)
+    k = check_k(k)
     if metric not in ("cosine", "euclidean"):
         raise ValueError(f"`metric` must be 'cosine' or 'euclidean', got {metric!r}.")
     if relevance not in ("auto", "label", "pair"):
@@ -535,7 +427,7 @@ def make_retrieval_scorer(
             f"`relevance` must be 'auto', 'label' or 'pair', got {relevance!r}."
         )
     if batch_size is not None:
-        batch_size = _check_k(batch_size, "batch_size")
+        batch_size = check_k(batch_size, "batch_size")
     for name, value in (
         ("query_modality", query_modality),
         ("gallery_modality", gallery_modality),

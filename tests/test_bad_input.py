@@ -32,6 +32,18 @@ from skcrossmodal import (
     SharedProjection,
     WeightedFusion,
 )
+from skcrossmodal.metrics import (
+    make_retrieval_scorer,
+    mean_average_precision,
+    median_rank,
+    recall_at_k,
+)
+from skcrossmodal.retrieval import (
+    evaluate_embeddings,
+    evaluate_retrieval,
+    rank,
+    rank_embeddings,
+)
 
 N_SAMPLES = 40
 COLUMNS = ["a__0", "a__1", "a__2", "b__0", "b__1", "b__2"]
@@ -856,3 +868,224 @@ def test_fusion_reliability_catalogue(run, error, match, monkeypatch):
 
 
 # == end of fusion: reliability ================================================
+
+
+# == retrieval and metrics ===========================================================
+# Functions rather than estimators: each case calls one public function of
+# skcrossmodal.retrieval / skcrossmodal.metrics (or a scorer) on a small
+# fitted projection's data, and must raise the exact exception type with a
+# message naming the argument and the fix; no argument may change.
+
+
+def _retrieval_data():
+    data = np.array(frame())
+    model = SharedProjection(2, modalities=AB).fit(data)
+    return model, data
+
+
+def _with_missing(rows, columns):
+    def make():
+        _, data = _retrieval_data()
+        data = data.copy()
+        data[np.ix_(rows, columns)] = np.nan
+        return data
+
+    return make
+
+
+def _call(function, *args, **kwargs):
+    """The case's call, with every argument checked unchanged afterwards."""
+
+    def run():
+        model, data = _retrieval_data()
+        values = [arg(model, data) if callable(arg) else arg for arg in args]
+        named = {
+            key: value(model, data) if callable(value) else value
+            for key, value in kwargs.items()
+        }
+        before = [digest(value) for value in [*values, *named.values()]]
+        try:
+            function(*values, **named)
+        finally:
+            after = [digest(value) for value in [*values, *named.values()]]
+            assert after == before, f"{function} modified its input"
+
+    return run
+
+
+def _scorer(*args, **options):
+    def call(model, X, *rest, **kwargs):
+        return make_retrieval_scorer(*args, **options)(model, X, *rest, **kwargs)
+
+    return call
+
+
+MODEL = lambda model, data: model  # noqa: E731
+X = lambda model, data: data  # noqa: E731
+SCORES = np.arange(6.0).reshape(2, 3)
+TINY_AND_ONE = np.array([[1e-300, 0.0], [1.0, 0.0]])
+ONES = np.ones((5, 2))
+
+RETRIEVAL_CASES = [
+    (
+        "metric: y_query too short",
+        ValueError,
+        r"y_query has 1 labels, but there are 2 rows in y_score: pass one label",
+        _call(recall_at_k, [0], [0, 1, 2], SCORES),
+    ),
+    (
+        "metric: y_gallery too long",
+        ValueError,
+        r"y_gallery has 4 labels, but there are 3 columns in y_score",
+        _call(mean_average_precision, [0, 1], [0, 1, 2, 3], SCORES),
+    ),
+    (
+        "metric: 2-D labels",
+        ValueError,
+        r"y_query has shape \(2, 2\)",
+        _call(median_rank, np.zeros((2, 2)), [0, 1, 2], SCORES),
+    ),
+    (
+        "metric: one label array only",
+        ValueError,
+        "or neither",
+        _call(median_rank, [0, 1], None, SCORES),
+    ),
+    (
+        "embeddings: y_query too short",
+        ValueError,
+        r"y_query has 4 labels, but there are 5 rows in Z_query",
+        _call(evaluate_embeddings, ONES, ONES, [0, 1, 2, 3], [0, 1, 2, 3, 4]),
+    ),
+    (
+        "embeddings: k=0",
+        ValueError,
+        "`k` must be an int >= 1",
+        _call(evaluate_embeddings, ONES, ONES, k=0),
+    ),
+    (
+        "embeddings: batch_size=0",
+        ValueError,
+        "`batch_size` must be an int >= 1",
+        _call(rank_embeddings, ONES, ONES, k=1, batch_size=0),
+    ),
+    (
+        "embeddings: k above the gallery",
+        ValueError,
+        "larger than the gallery",
+        _call(rank_embeddings, ONES, ONES[:3], k=4),
+    ),
+    (
+        "embeddings: infinity",
+        ValueError,
+        "Z_gallery contains infinity",
+        _call(rank_embeddings, ONES, np.full((3, 2), np.inf)),
+    ),
+    (
+        "embeddings: euclidean squares underflow on both sides",
+        ValueError,
+        r"float64 can rank by euclidean distance: row 0 of Z_query.*metric='cosine'",
+        _call(rank_embeddings, TINY_AND_ONE, TINY_AND_ONE, metric="euclidean", k=1),
+    ),
+    (
+        "embeddings: euclidean distances beyond float64",
+        ValueError,
+        "exceed the largest float64.*return_distance=False",
+        _call(
+            rank_embeddings,
+            np.array([[1e308]]),
+            np.array([[-1e308]]),
+            metric="euclidean",
+            k=1,
+        ),
+    ),
+    (
+        "rank: unknown modality",
+        ValueError,
+        "'audio' is not one of",
+        _call(rank, MODEL, X, query_modality="audio", gallery_modality="b"),
+    ),
+    (
+        "rank: modality None",
+        ValueError,
+        "`gallery_modality` must be a modality name",
+        _call(rank, MODEL, X, query_modality="a", gallery_modality=None),
+    ),
+    (
+        "rank: query row missing its modality (the caller's row number)",
+        ValueError,
+        "Row 3 of X_query does not carry modality 'a'.*select the rows",
+        _call(
+            rank,
+            MODEL,
+            lambda m, d: _with_missing([3, 9], [0, 1, 2])(),
+            query_modality="a",
+            gallery_modality="b",
+        ),
+    ),
+    (
+        "rank: gallery row missing its modality",
+        ValueError,
+        "Row 7 of X_gallery does not carry modality 'b'",
+        _call(
+            rank,
+            MODEL,
+            X,
+            lambda m, d: _with_missing([7], [3, 4, 5])(),
+            query_modality="a",
+            gallery_modality="b",
+        ),
+    ),
+    (
+        "evaluate_retrieval: y_gallery without X_gallery",
+        ValueError,
+        "do not pass y_gallery",
+        _call(
+            evaluate_retrieval,
+            MODEL,
+            X,
+            query_modality="a",
+            gallery_modality="b",
+            y_query=np.zeros(N_SAMPLES),
+            y_gallery=np.zeros(N_SAMPLES),
+        ),
+    ),
+    (
+        "scorer: y too short",
+        ValueError,
+        f"y has {N_SAMPLES - 1} entries, but X has {N_SAMPLES} rows: pass one y",
+        _call(_scorer(), MODEL, X, np.zeros(N_SAMPLES - 1)),
+    ),
+    (
+        "scorer: sample_weight too long",
+        ValueError,
+        f"sample_weight has {N_SAMPLES + 1} entries, but X has {N_SAMPLES} rows",
+        _call(_scorer(), MODEL, X, sample_weight=np.ones(N_SAMPLES + 1)),
+    ),
+    (
+        "scorer: sample_weight (queries are not weighted)",
+        ValueError,
+        "does not weight queries.*without sample_weight",
+        _call(_scorer(), MODEL, X, sample_weight=np.ones(N_SAMPLES)),
+    ),
+    (
+        "scorer: label relevance without y",
+        ValueError,
+        "needs y",
+        _call(_scorer(relevance="label"), MODEL, X),
+    ),
+]
+
+
+def test_the_retrieval_catalogue():
+    assert len(RETRIEVAL_CASES) >= 20
+
+
+@pytest.mark.parametrize(
+    "error, match, run",
+    [pytest.param(*case[1:], id=case[0]) for case in RETRIEVAL_CASES],
+)
+def test_bad_retrieval_input(error, match, run):
+    with pytest.raises(error, match=match) as caught:
+        run()
+    assert caught.type is error

@@ -1,8 +1,17 @@
-"""Retrieval metrics against a brute-force ranking of all pairs, ties included."""
+"""Retrieval metrics against a brute-force ranking of all pairs, ties included.
+
+The scorers run the same code on numpy, array_api_strict (on its
+non-default device, which refuses conversion to numpy as a GPU would) and
+torch on the CPU: a projection fitted in that namespace, scored on held-out
+rows of it.
+"""
+
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
 from sklearn import config_context
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -15,6 +24,31 @@ from skcrossmodal.metrics import (
     median_rank,
     recall_at_k,
 )
+
+NAMESPACES = ["numpy", "array_api_strict", "torch"]
+
+
+@pytest.fixture(autouse=True)
+def scipy_array_api_flag(monkeypatch):
+    """scikit-learn dispatches only with SCIPY_ARRAY_API=1."""
+    monkeypatch.setenv("SCIPY_ARRAY_API", "1")
+
+
+def to_xp(namespace, array):
+    if namespace == "numpy":
+        return np.asarray(array)
+    if namespace == "array_api_strict":
+        xps = pytest.importorskip("array_api_strict")
+        return xps.asarray(array, device=xps.Device("device1"))
+    torch = pytest.importorskip("torch")
+    return torch.asarray(array, device="cpu")
+
+
+def dispatch(namespace):
+    if namespace == "numpy":
+        return nullcontext()
+    return config_context(array_api_dispatch=True)
+
 
 # -- the brute force ------------------------------------------------------------------
 
@@ -174,7 +208,8 @@ def projection_of(model, X, name, columns):
     return (X[:, columns] - model.means_[name]) @ model.weights_[name]
 
 
-def test_scorer_equals_brute_force_on_the_fold():
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_scorer_equals_brute_force_on_the_fold(namespace):
     X, y, modalities = make_paired()
     model = SharedProjection(n_components=3, modalities=modalities).fit(X[:200])
     X_test, y_test = X[200:], y[200:]
@@ -187,14 +222,22 @@ def test_scorer_equals_brute_force_on_the_fold():
     by_pair = [brute_force_metrics(np.arange(n), np.arange(n), t2i, ks=(5,))]
 
     scorer = make_retrieval_scorer(query_modality="text", gallery_modality="image")
-    assert scorer(model, X_test, y_test) == pytest.approx(by_label[0]["map"])
-    assert scorer(model, X_test) == pytest.approx(by_pair[0]["map"])
     both = make_retrieval_scorer("recall_at_k", k=5)
-    assert both(model, X_test, y_test) == pytest.approx(
-        (by_label[0][5] + by_label[1][5]) / 2
-    )
     medr = make_retrieval_scorer("median_rank", relevance="pair")
-    assert medr(model, X_test, y_test) == pytest.approx(
+    with dispatch(namespace):
+        if namespace != "numpy":
+            model = clone(model).fit(to_xp(namespace, X[:200]))
+        X_xp = to_xp(namespace, X_test)
+        results = [
+            scorer(model, X_xp, y_test),
+            scorer(model, X_xp),
+            both(model, X_xp, y_test),
+            medr(model, X_xp, y_test),
+        ]
+    assert results[0] == pytest.approx(by_label[0]["map"])
+    assert results[1] == pytest.approx(by_pair[0]["map"])
+    assert results[2] == pytest.approx((by_label[0][5] + by_label[1][5]) / 2)
+    assert results[3] == pytest.approx(
         -(
             by_pair[0]["median"]
             + brute_force_metrics(np.arange(n), np.arange(n), i2t, ks=())["median"]
@@ -203,7 +246,8 @@ def test_scorer_equals_brute_force_on_the_fold():
     )
 
 
-def test_scorer_leaves_out_rows_missing_a_modality():
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_scorer_leaves_out_rows_missing_a_modality(namespace):
     X, y, modalities = make_paired()
     model = SharedProjection(n_components=3, modalities=modalities).fit(X[:200])
     X_test = X[200:].copy()
@@ -217,7 +261,10 @@ def test_scorer_leaves_out_rows_missing_a_modality():
     scorer = make_retrieval_scorer(
         "recall_at_k", k=3, query_modality="text", gallery_modality="image"
     )
-    assert scorer(model, X_test) == pytest.approx(expected[3])
+    with dispatch(namespace):
+        if namespace != "numpy":
+            model = clone(model).fit(to_xp(namespace, X[:200]))
+        assert scorer(model, to_xp(namespace, X_test)) == pytest.approx(expected[3])
 
 
 def test_scorers_in_grid_search_and_cross_val_score():
@@ -302,3 +349,34 @@ def test_scorer_errors_and_repr():
     assert repr(make_retrieval_scorer("recall_at_k", k=5)) == (
         "make_retrieval_scorer('recall_at_k', k=5)"
     )
+
+
+def test_scorer_checks_the_length_of_y_and_sample_weight():
+    X, y, modalities = make_paired()
+    model = SharedProjection(modalities=modalities).fit(X)
+    scorer = make_retrieval_scorer()
+    with pytest.raises(ValueError, match="y has 299 entries, but X has 300 rows"):
+        scorer(model, X, y[:-1])
+    with pytest.raises(ValueError, match="y has 301 entries, but X has 300 rows"):
+        scorer(model, X, np.append(y, 0))
+    with pytest.raises(ValueError, match="sample_weight has 2 entries"):
+        scorer(model, X, y, sample_weight=np.ones(2))
+    # The right length is no silent unweighted answer either.
+    with pytest.raises(ValueError, match="does not weight queries"):
+        scorer(model, X, y, sample_weight=np.ones(300))
+
+
+@pytest.mark.parametrize("names", [("mean", "concat"), ("query", "gallery")])
+def test_scorer_with_modality_names_that_are_option_values(names):
+    X, y, _ = make_paired()
+    first, second = names
+    modalities = {first: slice(0, 6), second: slice(6, 11)}
+    model = SharedProjection(n_components=3, modalities=modalities).fit(X[:200])
+    X_test, y_test = X[200:], y[200:]
+    scores = cosine(
+        projection_of(model, X_test, first, modalities[first]),
+        projection_of(model, X_test, second, modalities[second]),
+    )
+    scorer = make_retrieval_scorer(query_modality=first, gallery_modality=second)
+    expected = brute_force_metrics(y_test, y_test, scores, ks=())["map"]
+    assert scorer(model, X_test, y_test) == pytest.approx(expected)
