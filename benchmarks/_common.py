@@ -71,6 +71,7 @@ def correlated_views(
     part=0,
     layout="stacked",
     dtype=np.float64,
+    offset=0.0,
 ):
     """Views that share ``n_latent`` latent signals, plus unit Gaussian noise.
 
@@ -91,6 +92,10 @@ def correlated_views(
         ``"stacked"``: one C-ordered (n_samples, sum(widths)) array, the views
         side by side. ``"views"``: a list of C-ordered arrays, one per view.
     dtype : numpy dtype
+    offset : float
+        Added to every column (on top of its mean, which is of order 1):
+        ``1e8`` makes every mean ~1e8 standard deviations from zero, which
+        sends skcrossmodal's accumulator down its shifted (chunk-copy) path.
 
     Returns
     -------
@@ -114,6 +119,8 @@ def correlated_views(
             block = rng.standard_normal((stop - start, loading.shape[1]))
             block += latent @ loading
             block += mean
+            if offset:
+                block += offset
             target[start:stop] = block
     return out
 
@@ -183,6 +190,48 @@ def time_repeats(function, *, repeats=3, cheap_seconds=5.0, before_each=None):
         times.append(time.perf_counter() - start)
         if len(times) >= repeats or times[0] >= cheap_seconds:
             return statistics.median(times), times
+
+
+# -- load of other processes -------------------------------------------------------
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_snapshot():
+    """(machine busy CPU seconds, this process's CPU seconds, wall), or None.
+
+    From ``/proc/stat`` (every core's user + nice + system + irq + softirq +
+    steal time) and ``/proc/self/stat`` (this process's user + system time,
+    all its threads); Linux only, in clock ticks (10 ms).
+    """
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+        with open("/proc/self/stat") as own:
+            own_fields = own.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError):
+        return None
+    busy = sum(fields[:3]) + sum(fields[5:8])
+    own_ticks = int(own_fields[11]) + int(own_fields[12])
+    return busy / _TICKS, own_ticks / _TICKS, time.perf_counter()
+
+
+def others_load(before, after):
+    """Cores' worth of CPU used by *other* processes between two snapshots.
+
+    The machine's busy time minus this process's own CPU time, divided by
+    the wall time: 0.0 on an idle machine, 1.0 when other processes kept one
+    core busy the whole time. None where /proc is not available. Clock ticks
+    are 10 ms, so for a fit of a few tens of milliseconds this is coarse.
+    """
+    if before is None or after is None:
+        return None
+    wall = after[2] - before[2]
+    if wall <= 0:
+        return None
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    return max(others, 0.0) / wall
 
 
 # -- memory ----------------------------------------------------------------------

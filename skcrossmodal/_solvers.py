@@ -139,8 +139,47 @@ def solve(regularised, blocks, n_components, names, solver="svd", *, overwrite=F
 
 
 def solve_eigh(regularised, blocks, n_components):
-    """Generalised ``eigh(C_reg, D)``; D must be positive definite."""
+    """Generalised ``eigh(C_reg, D)``; D must be positive definite.
+
+    Which eigensolver runs follows the rule of ``_use_partial``: for
+    ``k`` far below ``D``, each ``D_mm`` is reduced by its Cholesky factor
+    ``L_m`` (the same reduction LAPACK's ``sygvx`` makes, one block at a
+    time) and the top ``k`` eigenpairs of ``L^-1 C_reg L^-T`` are found by
+    ``_top_eigenpairs`` (``O(D^2 k)``); otherwise, or when that does not
+    converge, LAPACK's ``sygvx`` reduces the whole ``D x D`` pencil
+    (``O(D^3)``).
+    """
     dimension = regularised.shape[0]
+    if _use_partial(dimension, n_components):
+        factors = []
+        for block in blocks:
+            factor, info = lapack.dpotrf(regularised[block, block], lower=1, clean=1)
+            if info != 0:
+                raise ValueError(_EIGH_NOT_DEFINITE)
+            factors.append(factor)
+        whitened = np.empty_like(regularised)
+        for m, (block_m, factor_m) in enumerate(zip(blocks, factors)):
+            for l in range(m, len(blocks)):
+                # L_m^-1 C_ml L_l^-T by two triangular solves.
+                left = linalg.solve_triangular(
+                    factor_m, regularised[block_m, blocks[l]], lower=True
+                )
+                product = linalg.solve_triangular(factors[l], left.T, lower=True).T
+                whitened[block_m, blocks[l]] = product
+                whitened[blocks[l], block_m] = product.T
+        found = _top_eigenpairs(whitened, n_components)
+        if found is not None:
+            values, vectors = found
+            weights = np.vstack(
+                [
+                    linalg.solve_triangular(
+                        factor, vectors[block], lower=True, trans="T"
+                    )
+                    for block, factor in zip(blocks, factors)
+                ]
+            )
+            return _finish(values, weights, blocks)
+        del whitened
     diagonal = np.zeros_like(regularised)
     for block in blocks:
         diagonal[block, block] = regularised[block, block]
@@ -157,13 +196,16 @@ def solve_eigh(regularised, blocks, n_components):
             overwrite_b=True,
         )
     except linalg.LinAlgError as exc:
-        raise ValueError(
-            "solver='eigh' needs every modality's regularised covariance "
-            "C_mm + reg*I to be positive definite, and at least one is not "
-            "(rank-deficient data with reg=0?). Set reg > 0 or 'auto', or use "
-            "solver='svd', which handles singular blocks."
-        ) from exc
+        raise ValueError(_EIGH_NOT_DEFINITE) from exc
     return _finish(values[::-1], vectors[:, ::-1], blocks)
+
+
+_EIGH_NOT_DEFINITE = (
+    "solver='eigh' needs every modality's regularised covariance "
+    "C_mm + reg*I to be positive definite, and at least one is not "
+    "(rank-deficient data with reg=0?). Set reg > 0 or 'auto', or use "
+    "solver='svd', which handles singular blocks."
+)
 
 
 def solve_svd(regularised, blocks, n_components, names):
@@ -174,8 +216,10 @@ def solve_svd(regularised, blocks, n_components, names):
     directions whose variance is below ``d_m * eps`` of the largest, so a
     singular block, e.g. ``reg=0`` with fewer rows than features, gives a
     stable answer instead of NaN). Two modalities: the SVD of the whitened
-    cross-covariance. More: the symmetric eigendecomposition of the whitened
-    block matrix.
+    cross-covariance. More: the top ``k`` eigenpairs of the whitened block
+    matrix (``_top_eigenpairs_or_full``: block Krylov iteration when
+    ``_use_partial`` allows it and it converges, else LAPACK's full
+    reduction).
     """
     whiteners = [_whitener(regularised[block, block]) for block in blocks]
     ranks = [w.shape[1] for w in whiteners]
@@ -204,18 +248,187 @@ def solve_svd(regularised, blocks, n_components, names):
             whitened[offsets[l] : offsets[l + 1], offsets[m] : offsets[m + 1]] = (
                 product.T
             )
-    values, vectors = linalg.eigh(
-        whitened.T,  # symmetric; Fortran order lets LAPACK overwrite it
-        subset_by_index=[offsets[-1] - n_components, offsets[-1] - 1],
-        overwrite_a=True,
-    )
+    values, vectors = _top_eigenpairs_or_full(whitened, n_components)
     weights = np.vstack(
         [
             white @ vectors[offsets[m] : offsets[m + 1]]
             for m, white in enumerate(whiteners)
         ]
     )
-    return _finish(values[::-1], weights[:, ::-1], blocks)
+    return _finish(values, weights, blocks)
+
+
+# The partial eigensolver (see _use_partial for when it runs).
+# Smallest matrix side for which the top k eigenpairs are found by block
+# Krylov iteration instead of LAPACK's full tridiagonal reduction, and how
+# many times one cycle's Krylov basis the side must be (see _use_partial).
+_PARTIAL_MIN_SIDE = 1500
+_PARTIAL_BASIS_SHARE = 6
+# A Ritz pair is accepted when its residual norm is below this fraction of
+# the spectrum's scale (the largest Ritz value): its eigenvalue is then within
+# that distance of a true one, 1e-11 * M < 1e-10 * (M - 1) on the correlations.
+_PARTIAL_RESIDUAL = 1e-11
+# Products with the matrix per cycle of the block Krylov iteration, and
+# cycles before it is given up (full solve).
+_PARTIAL_DEPTH = 6
+_PARTIAL_MAX_CYCLES = 8
+
+
+def _use_partial(dimension, k):
+    """Whether the top ``k`` of ``dimension`` eigenpairs are found partially.
+
+    The rule (also in docs/user_guide/performance.rst): block Krylov
+    iteration (``_top_eigenpairs``) when ``dimension >= 1500`` and one
+    cycle's basis, ``7 (k + 10)`` vectors, is at most a sixth of the side
+    (``42 (k + 10) <= dimension``: ``k <= 47`` at 2 400 features, ``k <= 66``
+    at 3 200); LAPACK's full reduction otherwise. Measured on one core
+    (three modalities, n = 20 000): below 1 500 features the full reduction
+    stays in cache and takes 0.02 s at 600 and 0.1 s at 1 200, less than
+    the iteration; at 2 400 it takes 1.3-1.4 s against 0.4 s for the
+    iteration at k = 10, while at k = 50 the two are even.
+    """
+    basis = (k + 10) * (_PARTIAL_DEPTH + 1)
+    return dimension >= _PARTIAL_MIN_SIDE and _PARTIAL_BASIS_SHARE * basis <= dimension
+
+
+def _top_eigenpairs_or_full(matrix, k):
+    """The ``k`` largest eigenpairs of a symmetric ``matrix``, descending.
+
+    Partial (``_top_eigenpairs``) where ``_use_partial`` says so and it
+    converges, else LAPACK's ``syevr`` on a subset after a full tridiagonal
+    reduction, which overwrites ``matrix``.
+    """
+    side = matrix.shape[0]
+    if _use_partial(side, k):
+        found = _top_eigenpairs(matrix, k)
+        if found is not None:
+            return found
+    values, vectors = linalg.eigh(
+        matrix.T,  # symmetric; Fortran order lets LAPACK overwrite it
+        subset_by_index=[side - k, side - 1],
+        overwrite_a=True,
+    )
+    return values[::-1], vectors[:, ::-1]
+
+
+def _top_eigenpairs(matrix, k):
+    """Top ``k`` eigenpairs of a symmetric matrix by block Krylov iteration.
+
+    ``O(D^2 k)`` instead of the ``O(D^3)`` of a tridiagonal reduction. Each
+    cycle extends a block of ``b = k + 10`` orthonormal vectors
+    by ``_PARTIAL_DEPTH`` products with ``matrix`` (BLAS-3), orthogonalising
+    each new block against the basis (``_orthogonal_block``), and takes
+    the Rayleigh-Ritz pairs of that basis; the next cycle
+    starts from the top ``b`` Ritz vectors. The first block is a fixed-seed
+    Gaussian one, so a fit gives the same answer on every run. The top ``k``
+    pairs are accepted when every residual ``||A v - theta v||`` is below
+    ``_PARTIAL_RESIDUAL`` times the spectrum's scale (the largest Ritz value
+    in magnitude): each ``theta`` is then that close to an eigenvalue of
+    ``A``, and each vector within ``residual / gap`` of its eigenvector. The
+    ``b - k`` extra vectors keep eigenvalues clustered around the ``k``-th
+    from slowing convergence. Returns ``None`` when the pairs have not
+    converged after ``_PARTIAL_MAX_CYCLES`` cycles, or as soon as the rate of
+    the last cycle says they would not (after two cycles at least): the
+    caller then solves in full. ``matrix`` is not modified.
+    """
+    side = matrix.shape[0]
+    block = k + 10
+    size = block * (_PARTIAL_DEPTH + 1)
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal((side, block))
+    basis = np.empty((side, size))
+    products = np.empty((side, size))
+    current, _ = np.linalg.qr(start)
+    previous = None
+    for cycle in range(_PARTIAL_MAX_CYCLES):
+        for step in range(_PARTIAL_DEPTH + 1):
+            columns = slice(step * block, (step + 1) * block)
+            basis[:, columns] = current
+            products[:, columns] = matrix @ current
+            if step < _PARTIAL_DEPTH:
+                current = _orthogonal_block(
+                    products[:, columns], basis[:, : columns.stop], rng
+                )
+        projected = basis.T @ products
+        projected += projected.T  # symmetric by construction, up to rounding
+        projected *= 0.5
+        ritz_values, ritz_vectors = linalg.eigh(projected)
+        ritz_values, ritz_vectors = ritz_values[::-1], ritz_vectors[:, ::-1]
+        top = ritz_vectors[:, :block]
+        vectors = basis @ top
+        residuals = np.linalg.norm(
+            products @ top[:, :k] - vectors[:, :k] * ritz_values[:k], axis=0
+        )
+        scale = max(abs(ritz_values[0]), abs(ritz_values[-1]), np.finfo(float).tiny)
+        worst = residuals.max() / scale
+        if worst <= _PARTIAL_RESIDUAL:
+            return ritz_values[:k], vectors[:, :k]
+        # Give up early when the rate of the last cycle could not reach the
+        # tolerance within the cycles left (the k-th eigenvalue inside a
+        # dense part of the spectrum, e.g. k above the number of signals):
+        # the full solve is then cheaper than the cycles that would fail.
+        if previous is not None:
+            rate = min(worst / previous, 1.0)
+            left = _PARTIAL_MAX_CYCLES - 1 - cycle
+            if rate**left * worst > _PARTIAL_RESIDUAL:
+                return None
+        previous = worst
+        # Restart from the best b Ritz vectors (orthonormal: B Y, Y orthogonal).
+        current = vectors
+    return None
+
+
+def _orthogonal_block(candidates, basis, rng):
+    """``candidates`` orthonormalised against ``basis`` and among themselves.
+
+    Classical Gram-Schmidt against the basis, then orthonormalising the block
+    (``_orthonormal``), repeated. Near convergence ``A v`` is almost in the
+    basis, and what is left after one round is small, so its rounding
+    (``eps`` of the candidate's norm) is large relative to it: the second
+    round, on the normalised block, restores orthogonality to ``eps``
+    ("twice is enough"). A column that loses more than half its norm in the
+    second round was rounding noise (an invariant Krylov space, e.g. the
+    identity plus a low-rank matrix, leaves nothing new): it is replaced by a
+    random vector (``rng``, seeded: the same on every run), so the basis
+    keeps growing, and the round is repeated.
+    """
+    block = _orthonormal(candidates - basis @ (basis.T @ candidates))
+    for _round in range(3):
+        block -= basis @ (basis.T @ block)
+        weak = np.linalg.norm(block, axis=0) < 0.5
+        if not weak.any():
+            break
+        fresh = rng.standard_normal((basis.shape[0], int(weak.sum())))
+        block[:, weak] = fresh - basis @ (basis.T @ fresh)
+        block = _orthonormal(block)
+    return _orthonormal(block)
+
+
+def _orthonormal(block):
+    """An orthonormal basis of ``block``'s columns (as many as it has).
+
+    Cholesky QR (a Gram matrix and a triangular solve: BLAS-3, several
+    times faster than Householder QR on a tall block) on the unit-norm
+    columns when their Gram matrix is well conditioned, else Householder QR,
+    which returns orthonormal columns even for dependent ones (those then
+    carry rounding noise, which ``_orthogonal_block`` replaces).
+    """
+    norms = np.linalg.norm(block, axis=0)
+    if norms.min() > np.finfo(float).tiny ** 0.5:
+        unit = block / norms
+        factor, info = lapack.dpotrf(unit.T @ unit, lower=0, clean=1)
+        pivots = np.abs(np.diag(factor))
+        if info == 0 and pivots.min() > _CHOLESKY_QR_MIN_PIVOT:
+            return linalg.solve_triangular(factor, unit.T, trans="T").T
+    orthonormal, _ = np.linalg.qr(block)
+    return orthonormal
+
+
+# Smallest pivot of the unit-column Gram's Cholesky factor (the block's
+# smallest singular value, roughly) for Cholesky QR: its loss of
+# orthogonality, about eps / pivot**2, is then below 1e-8, which the second
+# Gram-Schmidt round removes.
+_CHOLESKY_QR_MIN_PIVOT = 1e-4
 
 
 # Smallest side of the whitened cross-covariance from which its top singular
@@ -232,7 +445,9 @@ def _top_singular_triplets(matrix, k):
     ``M M^T`` (LAPACK ``syevr`` on a subset, about five times cheaper than
     the SVD at ``r = 800``) span the top left singular subspace; the SVD of
     the small ``q x c`` projection ``U^T M`` then gives the triplets from M
-    itself, so the singular values are not squared (Rayleigh-Ritz).
+    itself, so the singular values are not squared (Rayleigh-Ritz). Where
+    ``_use_partial(r, k)`` allows it, the top ``k`` eigenvectors of the Gram
+    come from block Krylov iteration (``_top_eigenpairs``) instead.
     """
     rows, columns = matrix.shape
     if rows > columns:
@@ -242,9 +457,17 @@ def _top_singular_triplets(matrix, k):
     if rows < _PARTIAL_SVD_MIN_SIDE or n_subspace > rows // 2:
         left, singular, right_t = linalg.svd(matrix, full_matrices=False)
         return left[:, :k], singular[:k], right_t[:k]
-    _, subspace = linalg.eigh(
-        matrix @ matrix.T, subset_by_index=[rows - n_subspace, rows - 1]
-    )
+    gram = matrix @ matrix.T
+    if _use_partial(rows, k):
+        found = _top_eigenpairs(gram, k)
+        if found is not None:
+            return _rayleigh_ritz_svd(found[1], matrix, k)
+    _, subspace = linalg.eigh(gram, subset_by_index=[rows - n_subspace, rows - 1])
+    return _rayleigh_ritz_svd(subspace, matrix, k)
+
+
+def _rayleigh_ritz_svd(subspace, matrix, k):
+    """Top ``k`` singular triplets of ``matrix`` within ``span(subspace)``."""
     small_left, singular, right_t = linalg.svd(subspace.T @ matrix, full_matrices=False)
     return subspace @ small_left[:, :k], singular[:k], right_t[:k]
 
