@@ -7,6 +7,7 @@ estimators that take one 2-D ``X``.
 
 from ._version import __version__
 from .compose import make_modality_transformer
+from .deep import DeepSharedProjection
 from .fusion import (
     ConcatFusion,
     LateFusionClassifier,
@@ -20,6 +21,7 @@ __all__ = [
     "ConcatFusion",
     "CrossModalTransferClassifier",
     "CrossModalTransferRegressor",
+    "DeepSharedProjection",
     "LateFusionClassifier",
     "LateFusionRegressor",
     "SharedProjection",

@@ -17,6 +17,8 @@ from ._deep_mlp import Encoder
 from ._deep_train import build_encoders, encode, new_optimizer, run_epoch, train
 from .projection import SharedProjection
 
+__all__ = ["DeepSharedProjection"]
+
 # Held-out correlation for early stopping: the linear CCA of the encoders'
 # outputs is fitted on at most this many training rows, then scored on the
 # validation rows (a subsample keeps it a small part of an epoch's cost).
