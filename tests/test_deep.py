@@ -238,7 +238,7 @@ def test_partial_fit_and_warm_start_continue(X_small):
     first = [w.copy() for w in model.coefs_["a"]]
     model.partial_fit(X_small)
     assert model.n_iter_ == 2
-    assert model.t_ == 4  # two epochs of 300 // 256 = 1 batch each... plus one
+    assert model.t_ == 2  # 300 rows, batch_size "auto" = 256: 1 batch an epoch
     assert not np.allclose(first[0], model.coefs_["a"][0])
     warm = _small(warm_start=True).fit(X_small)
     before = [w.copy() for w in warm.coefs_["a"]]
@@ -289,3 +289,26 @@ def test_bad_parameters(params, message):
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_modalities_from_feature_names_and_missing_rows_in_fit(X_small):
+    pd = pytest.importorskip("pandas")
+    columns = [f"a__{i}" for i in range(3)] + [f"b__{i}" for i in range(3)]
+    X = X_small.copy()
+    X[:40, 3:] = np.nan  # modality b missing in 40 rows
+    frame = pd.DataFrame(X, columns=columns)
+    model = _small(modalities=None).fit(frame)
+    assert {name: list(idx) for name, idx in model.modalities_.items()} == {
+        "a": [0, 1, 2],
+        "b": [3, 4, 5],
+    }
+    # The rows missing b still fit the final linear CCA (and a's scaling).
+    assert model.n_samples_seen_ == 300
+    np.testing.assert_allclose(
+        model.input_mean_["a"], X_small[:, :3].mean(axis=0), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        model.input_mean_["b"], X_small[40:, 3:].mean(axis=0), rtol=1e-5
+    )
+    assert np.isfinite(model.transform(frame)).all()
