@@ -278,7 +278,11 @@ def main_parser():
         help="an .npz file: the built data are saved there, and read back next "
         "time instead of being rebuilt (same --seed only)",
     )
-    parser.add_argument("--linear-reg", type=float, default=1e-3)
+    parser.add_argument(
+        "--linear-reg",
+        type=lambda text: text if text == "auto" else float(text),
+        default=1e-3,
+    )
     parser.add_argument("--nystroem", type=int, default=4000)
     parser.add_argument("--gamma", type=float, default=0.005)
     parser.add_argument("--hidden", nargs="+", type=int, default=[512, 512])
