@@ -193,6 +193,7 @@ def deep_model(k, args):
         activation="relu",
         alpha=args.alpha,
         batch_size=args.batch_size,
+        learning_rate=args.schedule,
         learning_rate_init=args.learning_rate,
         max_iter=args.epochs,
         early_stopping=True,
@@ -216,7 +217,7 @@ def svm_error(Z_tune, y_tune, Z_test, y_test, seed):
 
     search = GridSearchCV(
         make_pipeline(StandardScaler(), LinearSVC(dual=False, random_state=seed)),
-        {"linearsvc__C": [0.01, 0.1, 1.0, 10.0]},
+        {"linearsvc__C": [0.001, 0.01, 0.1, 1.0, 10.0]},
         cv=5,
     )
     search.fit(Z_tune, y_tune)
@@ -289,6 +290,9 @@ def main_parser():
     parser.add_argument("--alpha", type=float, default=2.0)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument(
+        "--schedule", choices=["constant", "adaptive"], default="adaptive"
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--validation-fraction", type=float, default=0.05)

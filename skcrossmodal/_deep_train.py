@@ -102,6 +102,7 @@ def train(
     tol,
     n_iter_no_change,
     validation_score,
+    adaptive,
     verbose,
 ):
     """Epochs until ``max_iter`` or no progress; returns the training record.
@@ -110,7 +111,9 @@ def train(
     training loss by more than ``tol``, as in MLPClassifier) or a callable
     returning the held-out correlation of the current encoders (progress is
     then a rise by more than ``tol``, and the encoders of the best epoch are
-    restored at the end).
+    restored at the end). With ``adaptive``, each time two epochs in a row
+    make no progress the learning rate is divided by 5 (MLPClassifier's
+    ``learning_rate="adaptive"``).
     """
     record = {"loss_curve": [], "validation_scores": [], "converged": False}
     best, best_params, stale = None, None, 0
@@ -138,9 +141,15 @@ def train(
                 best = score
                 best_params = [p.copy() for e in encoders.values() for p in e.params]
             message = f"loss {loss:.6f}, validation correlation {score:.4f}"
+        if adaptive and stale and stale % 2 == 0:
+            optimizer.learning_rate /= 5.0
         if verbose:
             elapsed = time.perf_counter() - start
-            print(f"Epoch {epoch + 1}: {message}, {elapsed:.1f} s", flush=True)
+            print(
+                f"Epoch {epoch + 1}: {message}, learning rate "
+                f"{optimizer.learning_rate:.2g}, {elapsed:.1f} s",
+                flush=True,
+            )
         if stale >= n_iter_no_change:
             record["converged"] = True
             break

@@ -88,8 +88,13 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
         Rows per mini-batch (at least 4: each is split in two halves).
         ``"auto"`` is ``min(256, n_samples)``.
 
+    learning_rate : {"constant", "adaptive"}, default="constant"
+        ``"adaptive"``: each time two epochs in a row make no progress (see
+        ``tol``) the step size is divided by 5, as MLPClassifier's
+        ``learning_rate="adaptive"`` does (there for SGD only).
+
     learning_rate_init : float > 0, default=1e-3
-        Adam's step size.
+        Adam's initial step size.
 
     max_iter : int, default=200
         The most epochs (passes over the training rows).
@@ -212,6 +217,7 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
             Interval(Integral, 4, None, closed="left"),
             StrOptions({"auto"}),
         ],
+        "learning_rate": [StrOptions({"constant", "adaptive"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -235,6 +241,7 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
         reg=0.0,
         output="mean",
         batch_size="auto",
+        learning_rate="constant",
         learning_rate_init=1e-3,
         max_iter=200,
         tol=1e-4,
@@ -254,6 +261,7 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
         self.reg = reg
         self.output = output
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
         self.max_iter = max_iter
         self.tol = tol
@@ -333,6 +341,7 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
             validation_score=score,
+            adaptive=self.learning_rate == "adaptive",
             verbose=self.verbose,
         )
         self._optimizer = optimizer

@@ -312,3 +312,15 @@ def test_modalities_from_feature_names_and_missing_rows_in_fit(X_small):
         model.input_mean_["b"], X_small[40:, 3:].mean(axis=0), rtol=1e-5
     )
     assert np.isfinite(model.transform(frame)).all()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_adaptive_learning_rate_divides_by_5_after_two_stale_epochs(X_small, capsys):
+    # tol far above any change: no epoch after the first makes progress.
+    model = _small(learning_rate="adaptive", tol=1e6, max_iter=5, verbose=1)
+    model.set_params(n_iter_no_change=10).fit(X_small)
+    rates = [
+        float(line.split("learning rate ")[1].split(",")[0])
+        for line in capsys.readouterr().out.splitlines()
+    ]
+    assert rates == pytest.approx([1e-3, 1e-3, 2e-4, 2e-4, 4e-5])
