@@ -282,7 +282,7 @@ def main_parser():
     parser.add_argument(
         "--linear-reg",
         type=lambda text: text if text == "auto" else float(text),
-        default=1e-3,
+        default=0.1,
     )
     parser.add_argument("--nystroem", type=int, default=4000)
     parser.add_argument("--gamma", type=float, default=0.005)
