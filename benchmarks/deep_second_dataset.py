@@ -58,7 +58,8 @@ def main(argv=None):
         )
         print(
             f"{name:7s} K=10: test error {error:5.2f} %, tune CV error "
-            f"{tune_error:5.2f} % (C={C}), fit {wall:.1f} s (CPU {cpu:.1f} s)"
+            f"{tune_error:5.2f} % (C={C}), fit {wall:.1f} s (CPU {cpu:.1f} s), "
+            f"{model.n_iter_} epoch(s)"
         )
 
 

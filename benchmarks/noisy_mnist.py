@@ -293,8 +293,8 @@ def main_parser():
     parser.add_argument(
         "--schedule", choices=["constant", "adaptive"], default="adaptive"
     )
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--patience", type=int, default=6)
     parser.add_argument("--validation-fraction", type=float, default=0.05)
     return parser
 
