@@ -48,6 +48,19 @@ def encode(encoders, modalities, X, present):
     return np.hstack(blocks)
 
 
+def split_validation(rng, rows, fraction):
+    """(training rows, validation rows), both sorted, at least 4 training."""
+    order = rng.permutation(rows)
+    n_val = max(2, int(round(fraction * len(order))))
+    if len(order) - n_val < 4:
+        raise ValueError(
+            f"early_stopping with validation_fraction={fraction} leaves "
+            f"{len(order) - n_val} training rows; at least 4 are needed. Give "
+            "more rows or set early_stopping=False."
+        )
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
 def batches(rng, rows, batch_size):
     """Shuffled batches of ``rows``, each of at least ``min(batch_size, n)``
     rows (the remainder is spread over the batches, so none is too small for

@@ -14,7 +14,14 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ._base import VersionedPickleMixin, check_finite_blocks, validate_modal_data
 from ._deep_mlp import Encoder
-from ._deep_train import build_encoders, encode, new_optimizer, run_epoch, train
+from ._deep_train import (
+    build_encoders,
+    encode,
+    new_optimizer,
+    run_epoch,
+    split_validation,
+    train,
+)
 from .projection import SharedProjection
 
 __all__ = ["DeepSharedProjection"]
@@ -302,16 +309,9 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
         complete = self._complete_rows(present)
         validation = None
         if self.early_stopping:
-            order = rng.permutation(complete)
-            n_val = max(2, int(round(self.validation_fraction * len(order))))
-            if len(order) - n_val < 4:
-                raise ValueError(
-                    f"early_stopping with validation_fraction="
-                    f"{self.validation_fraction} leaves {len(order) - n_val} "
-                    "training rows; at least 4 are needed. Give more rows or "
-                    "set early_stopping=False."
-                )
-            validation, complete = np.sort(order[:n_val]), np.sort(order[n_val:])
+            complete, validation = split_validation(
+                rng, complete, self.validation_fraction
+            )
         if not continuing:
             self._initialise(X, present, rng)
             self.n_iter_, self.t_ = 0, 0
