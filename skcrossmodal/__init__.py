@@ -8,6 +8,7 @@ estimators that take one 2-D ``X``.
 from ._projection_cv import SharedProjectionCV
 from ._version import __version__
 from .compose import make_modality_transformer
+from .deep import DeepSharedProjection
 from .fusion import (
     ConcatFusion,
     LateFusionClassifier,
@@ -22,6 +23,7 @@ __all__ = [
     "ConcatFusion",
     "CrossModalTransferClassifier",
     "CrossModalTransferRegressor",
+    "DeepSharedProjection",
     "GradientSharedProjection",
     "LateFusionClassifier",
     "LateFusionRegressor",

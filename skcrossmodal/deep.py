@@ -1,0 +1,616 @@
+"""DeepSharedProjection: one MLP encoder per modality, trained for CCA."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
+
+from ._base import VersionedPickleMixin, check_finite_blocks, validate_modal_data
+from ._deep_mlp import Encoder
+from ._deep_train import (
+    build_encoders,
+    encode,
+    new_optimizer,
+    run_epoch,
+    split_validation,
+    train,
+)
+from .projection import SharedProjection
+
+__all__ = ["DeepSharedProjection"]
+
+# Held-out correlation for early stopping: the linear CCA of the encoders'
+# outputs is fitted on at most this many training rows, then scored on the
+# validation rows (a subsample keeps it a small part of an epoch's cost).
+_VALIDATION_FIT_ROWS = 10000
+
+
+class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
+    r"""Nonlinear shared space: one MLP encoder per modality, trained for CCA.
+
+    Each modality goes through its own multi-layer perceptron (standardised
+    input, ``hidden_layer_sizes`` hidden layers, a linear output of
+    ``n_components`` units). The encoders are trained together by
+    mini-batch Adam on the Eckhart-Young loss (Chapman, Aguila and Wells,
+    ICLR 2024) of their outputs, then an exact linear CCA
+    (:class:`SharedProjection`, closed form) is fitted on the outputs, so
+    the result is a proper shared space with ``canonical_correlations_``,
+    as deep CCA (Andrew et al., ICML 2013) gives.
+
+    Why this loss: deep CCA's original objective (the sum of the canonical
+    correlations) needs the inverse square roots of the covariance
+    matrices, so a mini-batch estimate of it is biased and DCCA needs large
+    batches. With :math:`A = \sum_{m \ne l} \mathrm{Cov}(Z_m, Z_l)` and
+    :math:`B = \sum_m \mathrm{Cov}(Z_m, Z_m)` of the outputs :math:`Z_m`, the
+    Eckhart-Young loss :math:`-2\,\mathrm{tr}(A) + \mathrm{tr}(B B)` is
+    minimised, over linear maps of the outputs, exactly when they span the
+    top canonical directions (then it is :math:`-\sum_j \rho_j^2`). It is
+    linear in ``A`` and quadratic in ``B``: estimating ``A`` on the batch and
+    the two factors of ``B B`` on the batch's two disjoint halves gives an
+    unbiased estimate of the loss and its gradient on any batch size, which
+    is what stochastic gradient methods assume.
+
+    The forward and backward passes are written in numpy (no deep learning
+    framework), in ``float32`` by default.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Width of each encoder's output and of the shared space.
+
+    modalities : dict or None, default=None
+        Which columns of X belong to which modality, as for
+        :class:`SharedProjection`: ``None`` reads ``"<modality>__<feature>"``
+        feature names, a dict maps a name to columns.
+
+    hidden_layer_sizes : tuple of int, default=(100,)
+        Hidden layers of every encoder, as in
+        :class:`~sklearn.neural_network.MLPClassifier`; ``()`` gives linear
+        encoders.
+
+    activation : {"relu", "tanh", "logistic", "identity"}, default="relu"
+        Activation of the hidden layers.
+
+    alpha : float >= 0, default=1e-4
+        L2 penalty on the weights, ``alpha / (2 * batch rows) * sum ||W||^2``
+        per batch, as in ``MLPClassifier``.
+
+    reg : float >= 0, default=0.0
+        Ridge of the final linear CCA on the outputs (``reg`` of
+        :class:`SharedProjection`).
+
+    output : {"mean", "concat"} or str, default="mean"
+        What ``transform`` returns, as for :class:`SharedProjection`: the
+        mean of the projections of the modalities present in a row, all of
+        them side by side, or one modality's.
+
+    batch_size : int or "auto", default="auto"
+        Rows per mini-batch (at least 4: each is split in two halves).
+        ``"auto"`` is ``min(256, n_samples)``.
+
+    learning_rate : {"constant", "adaptive"}, default="constant"
+        ``"adaptive"``: each time two epochs in a row make no progress (see
+        ``tol``) the step size is divided by 5, as MLPClassifier's
+        ``learning_rate="adaptive"`` does (there for SGD only).
+
+    learning_rate_init : float > 0, default=1e-3
+        Adam's initial step size.
+
+    max_iter : int, default=200
+        The most epochs (passes over the training rows).
+
+    tol : float >= 0, default=1e-4
+        Progress needed in an epoch: the mean training loss falling by more
+        than ``tol`` (relative to its size when above 1) or, with
+        ``early_stopping``, the held-out correlation rising by more than
+        ``tol``. ``n_iter_no_change`` epochs without it stop training.
+
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the complete rows; after every
+        epoch fit a linear CCA on the outputs of (at most 10000) training
+        rows and score it on the held-out rows (mean Pearson correlation of
+        the components, :meth:`SharedProjection.score`). The encoders of the
+        best epoch are kept. The held-out rows are not used for the
+        encoders, but the final linear CCA is fitted on every row.
+
+    validation_fraction : float in (0, 1), default=0.1
+        With ``early_stopping`` only.
+
+    n_iter_no_change : int, default=10
+        Epochs without progress (see ``tol``) before training stops.
+
+    warm_start : bool, default=False
+        ``fit`` continues from the fitted encoders (with a fresh optimizer)
+        instead of drawing new ones.
+
+    random_state : int, RandomState instance or None, default=None
+        Initial weights, mini-batch order and validation split. An int gives
+        the same fit every time on the same machine.
+
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the encoders' weights and computations. ``transform``
+        returns X's float dtype whatever this is.
+
+    verbose : int, default=0
+        Print the mean training loss (and held-out correlation) after every
+        epoch.
+
+    Attributes
+    ----------
+    modalities_ : dict of str -> ndarray of int
+        Column indices of each modality in X.
+    coefs_ : dict of str -> list of ndarray
+        Each modality's weight matrices, input to output.
+    intercepts_ : dict of str -> list of ndarray
+        Each modality's bias vectors.
+    input_mean_ : dict of str -> ndarray
+        Mean of each input feature, subtracted before the first layer.
+    input_scale_ : dict of str -> ndarray
+        Standard deviation of each input feature (1 for constant ones).
+    shared_projection_ : SharedProjection
+        The exact linear CCA fitted on the encoders' outputs (columns
+        ``n_components * m`` to ``n_components * (m + 1)`` for modality
+        ``m``).
+    canonical_correlations_ : ndarray of shape (n_components,)
+        Canonical correlations of the encoders' outputs on the fitting
+        rows (those of ``shared_projection_``).
+    loss_curve_ : list of float
+        Mean mini-batch loss of every epoch (with the penalty).
+    validation_scores_ : list of float or None
+        Held-out correlation of every epoch with ``early_stopping``.
+    best_validation_score_ : float or None
+        The best of them (that of the encoders kept).
+    n_iter_ : int
+        Epochs run (summed over ``partial_fit`` calls and warm starts).
+    t_ : int
+        Adam steps taken.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string feature names.
+
+    See Also
+    --------
+    SharedProjection : The linear shared space, in closed form.
+
+    Notes
+    -----
+    Only rows carrying every modality train the encoders; the input
+    standardisation of a modality uses every row that carries it, and so
+    does the final linear CCA (as :class:`SharedProjection` does with
+    missing modalities). ``transform`` and ``score`` accept rows with
+    missing modalities (a block of NaN), like :class:`SharedProjection`.
+
+    Pickles hold the weights but not Adam's moment estimates, so a
+    ``partial_fit`` after unpickling starts with fresh moments.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skcrossmodal.deep import DeepSharedProjection
+    >>> rng = np.random.default_rng(0)
+    >>> t = rng.uniform(-2, 2, size=(1000, 1))
+    >>> a = np.hstack([np.cos(t), np.sin(t)]) + 0.05 * rng.normal(size=(1000, 2))
+    >>> b = np.hstack([t ** 2, rng.normal(size=(1000, 1))])
+    >>> model = DeepSharedProjection(
+    ...     n_components=1, modalities={"a": [0, 1], "b": [2, 3]},
+    ...     hidden_layer_sizes=(32,), random_state=0, max_iter=100)
+    >>> Z = model.fit_transform(np.hstack([a, b]))
+    >>> Z.shape
+    (1000, 1)
+    >>> bool(model.canonical_correlations_[0] > 0.9)
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "modalities": [dict, None],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "reg": [Interval(Real, 0, None, closed="left")],
+        "output": [str],
+        "batch_size": [
+            Interval(Integral, 4, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "learning_rate": [StrOptions({"constant", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "dtype": [StrOptions({"float32", "float64"})],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        modalities=None,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        alpha=1e-4,
+        reg=0.0,
+        output="mean",
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=1e-3,
+        max_iter=200,
+        tol=1e-4,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        warm_start=False,
+        random_state=None,
+        dtype="float32",
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.modalities = modalities
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.alpha = alpha
+        self.reg = reg
+        self.output = output
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.dtype = dtype
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the encoders, then fit the linear CCA on their outputs.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            The modalities side by side; a block of NaN marks a modality
+            missing in a row.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : DeepSharedProjection
+        """
+        continuing = self.warm_start and hasattr(self, "coefs_")
+        previous = getattr(self, "modalities_", None)
+        X, present = self._validate(X, reset=True)
+        if continuing and not _same_modalities(previous, self.modalities_):
+            raise ValueError(
+                "warm_start=True needs X with the modalities of the earlier fit "
+                f"(columns {_widths(previous)}), got {_widths(self.modalities_)}. "
+                "Set warm_start=False to start afresh."
+            )
+        rng = check_random_state(self.random_state)
+        complete = self._complete_rows(present)
+        validation = None
+        if self.early_stopping:
+            complete, validation = split_validation(
+                rng, complete, self.validation_fraction
+            )
+        if not continuing:
+            self._initialise(X, present, rng)
+            self.n_iter_, self.t_ = 0, 0
+        encoders = self._encoders()
+        optimizer = new_optimizer(encoders, self.learning_rate_init)
+        score = None
+        if validation is not None:
+            fit_rows = complete
+            if len(fit_rows) > _VALIDATION_FIT_ROWS:
+                fit_rows = np.sort(
+                    rng.choice(fit_rows, _VALIDATION_FIT_ROWS, replace=False)
+                )
+
+            def score():
+                return self._held_out_correlation(encoders, X[fit_rows], X[validation])
+
+        record = train(
+            encoders,
+            optimizer,
+            self.modalities_,
+            X,
+            complete,
+            rng=rng,
+            batch_size=self._batch_size(len(complete)),
+            alpha=self.alpha,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            validation_score=score,
+            adaptive=self.learning_rate == "adaptive",
+            verbose=self.verbose,
+        )
+        self._optimizer = optimizer
+        self.n_iter_ += record["n_epochs"]
+        self.t_ += optimizer.t
+        self.loss_curve_ = record["loss_curve"]
+        self.validation_scores_ = record["validation_scores"] or None
+        self.best_validation_score_ = record.get("best_validation_score")
+        if not record["converged"]:
+            warnings.warn(
+                f"DeepSharedProjection: max_iter={self.max_iter} epochs reached "
+                "before the progress stalled; the encoders may not be trained "
+                "fully. Raise max_iter, or check loss_curve_.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self._fit_linear(X, present)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """One epoch of Adam over X, then refit the linear CCA on X's outputs.
+
+        The first call draws the encoders and takes the input standardisation
+        from X; later calls continue them and Adam's moments. The linear CCA
+        is refitted on each batch's outputs, so give batches of many more
+        rows than ``n_components``.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            One batch of rows.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : DeepSharedProjection
+        """
+        first = not hasattr(self, "coefs_")
+        X, present = self._validate(X, reset=first)
+        rng = (
+            check_random_state(self.random_state)
+            if first
+            else self.__dict__.setdefault("_rng", np.random.RandomState())
+        )
+        complete = self._complete_rows(present)
+        if first:
+            self._initialise(X, present, rng)
+            self.n_iter_, self.t_ = 0, 0
+            self.loss_curve_ = []
+            self.validation_scores_ = self.best_validation_score_ = None
+            self._rng = rng
+        encoders = self._encoders()
+        optimizer = getattr(self, "_optimizer", None)
+        if optimizer is None:
+            optimizer = self._optimizer = new_optimizer(
+                encoders, self.learning_rate_init
+            )
+        steps = optimizer.t
+        loss = run_epoch(
+            encoders,
+            optimizer,
+            self.modalities_,
+            X,
+            complete,
+            rng,
+            self._batch_size(len(complete)),
+            self.alpha,
+        )
+        self.loss_curve_.append(loss)
+        self.n_iter_ += 1
+        self.t_ += optimizer.t - steps
+        return self._fit_linear(X, present)
+
+    def transform(self, X):
+        """Encode every modality and project into the shared space.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            Rows with at least one modality present.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_components) or \
+                (n_samples, n_modalities * n_components)
+            See ``output``. Same float dtype as X.
+        """
+        check_is_fitted(self)
+        X, present = self._validate(X, reset=False)
+        Z = encode(self._encoders(), self.modalities_, X, present)
+        return self.shared_projection_.transform(Z).astype(X.dtype, copy=False)
+
+    def score(self, X, y=None):
+        """Mean held-out canonical correlation of the encoded modalities.
+
+        As :meth:`SharedProjection.score`: the Pearson correlation between
+        each pair of modalities' projections on the rows carrying both,
+        averaged over pairs and components. Higher is better.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            Held-out rows.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self)
+        X, present = self._validate(X, reset=False)
+        Z = encode(self._encoders(), self.modalities_, X, present)
+        return self.shared_projection_.score(Z)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output columns.
+
+        ``"deepsharedprojection0"``, ... ; with ``output="concat"``,
+        ``"<modality>__deepsharedprojection0"``, ...
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Only checked against the fitted feature names.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        _check_feature_names_in(self, input_features, generate_names=False)
+        prefix = type(self).__name__.lower()
+        names = [f"{prefix}{j}" for j in range(self.n_components)]
+        if self.output == "concat":
+            names = [f"{m}__{name}" for m in self.modalities_ for name in names]
+        return np.asarray(names, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # NaN only as a whole missing modality block (see SharedProjection).
+        tags.input_tags.allow_nan = False
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+    def __getstate__(self):
+        # Adam's two moment arrays are twice the weights: not worth a pickle.
+        state = super().__getstate__()
+        state.pop("_optimizer", None)
+        state.pop("_rng", None)
+        return state
+
+    # -- internals ---------------------------------------------------------
+
+    def _validate(self, X, *, reset):
+        X = validate_modal_data(self, X, reset=reset, accept_sparse=False)
+        if reset:
+            names = list(self.modalities_)
+            empty = [name for name in names if len(self.modalities_[name]) == 0]
+            if empty:
+                raise ValueError(
+                    f"Modalities {empty} have 0 feature(s); every modality "
+                    "needs at least one column."
+                )
+            if self.output not in ("mean", "concat") and self.output not in names:
+                raise ValueError(
+                    f"output={self.output!r} is not 'mean', 'concat' or a "
+                    f"modality name; modalities are {names}."
+                )
+        return X, check_finite_blocks(X, self.modalities_)
+
+    def _complete_rows(self, present):
+        complete = np.flatnonzero(present.all(axis=1))
+        if len(complete) < 4:
+            raise ValueError(
+                f"DeepSharedProjection needs at least 4 rows carrying every "
+                f"modality to train its encoders, got {len(complete)}."
+            )
+        return complete
+
+    def _batch_size(self, n_rows):
+        size = 256 if self.batch_size == "auto" else self.batch_size
+        return min(size, n_rows)
+
+    def _initialise(self, X, present, rng):
+        hidden = self.hidden_layer_sizes
+        hidden = (hidden,) if isinstance(hidden, Integral) else tuple(hidden)
+        if any(not isinstance(h, Integral) or h < 1 for h in hidden):
+            raise ValueError(
+                "hidden_layer_sizes must be positive integers, got "
+                f"{self.hidden_layer_sizes!r}."
+            )
+        rows = {
+            name: np.flatnonzero(present[:, position])
+            for position, name in enumerate(self.modalities_)
+        }
+        encoders = build_encoders(
+            rng,
+            X,
+            self.modalities_,
+            rows,
+            hidden,
+            self.n_components,
+            self.activation,
+            np.dtype(self.dtype),
+        )
+        self.coefs_ = {name: e.coefs for name, e in encoders.items()}
+        self.intercepts_ = {name: e.intercepts for name, e in encoders.items()}
+        self.input_mean_ = {name: e.shift for name, e in encoders.items()}
+        self.input_scale_ = {name: e.scale for name, e in encoders.items()}
+        self._optimizer = None
+
+    def _encoders(self):
+        """Encoders over the fitted arrays (shared, not copied)."""
+        return {
+            name: Encoder(
+                self.coefs_[name],
+                self.intercepts_[name],
+                self.input_mean_[name],
+                self.input_scale_[name],
+                self.activation,
+            )
+            for name in self.modalities_
+        }
+
+    def _slices(self):
+        k = self.n_components
+        return {
+            name: slice(k * m, k * (m + 1)) for m, name in enumerate(self.modalities_)
+        }
+
+    def _linear(self):
+        return SharedProjection(
+            n_components=self.n_components,
+            modalities=self._slices(),
+            reg=self.reg,
+            output=self.output,
+        )
+
+    def _held_out_correlation(self, encoders, X_fit, X_val):
+        everything = np.ones((1, len(self.modalities_)), dtype=bool)
+        Z_fit = encode(
+            encoders, self.modalities_, X_fit, everything.repeat(len(X_fit), 0)
+        )
+        Z_val = encode(
+            encoders, self.modalities_, X_val, everything.repeat(len(X_val), 0)
+        )
+        return self._linear().fit(Z_fit).score(Z_val)
+
+    def _fit_linear(self, X, present):
+        Z = encode(self._encoders(), self.modalities_, X, present)
+        self.shared_projection_ = self._linear().fit(Z)
+        self.canonical_correlations_ = self.shared_projection_.canonical_correlations_
+        self.n_samples_seen_ = self.shared_projection_.n_samples_seen_
+        M = len(self.modalities_)
+        concat = self.output == "concat"
+        self._n_features_out = self.n_components * (M if concat else 1)
+        return self
+
+
+def _same_modalities(a, b):
+    return (
+        a is not None
+        and list(a) == list(b)
+        and all(np.array_equal(a[name], b[name]) for name in a)
+    )
+
+
+def _widths(modalities):
+    return {name: len(indices) for name, indices in (modalities or {}).items()}

@@ -1,0 +1,326 @@
+"""DeepSharedProjection: gradients, the nonlinear signal it should find, API."""
+
+import pickle
+
+import numpy as np
+import pytest
+from scipy import linalg
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skcrossmodal import SharedProjection
+from skcrossmodal._deep_loss import ey_loss_and_gradients
+from skcrossmodal._deep_mlp import Encoder
+from skcrossmodal.deep import DeepSharedProjection
+
+EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
+AB = {"a": slice(0, 3), "b": slice(3, 6)}
+
+
+# -- gradients -----------------------------------------------------------------
+
+
+def _ey_by_definition(Z):
+    """-2 tr(A) + tr(B1 B2) with np.cov: A from both halves, B from each."""
+    n = Z[0].shape[0]
+    halves = [slice(0, n // 2), slice(n // 2, n)]
+    A, B = 0.0, []
+    for rows in halves:
+        joint = np.cov(np.hstack([z[rows] for z in Z]), rowvar=False)
+        k = Z[0].shape[1]
+        cut = [slice(i * k, (i + 1) * k) for i in range(len(Z))]
+        blocks = [[joint[r, c] for c in cut] for r in cut]
+        A = (
+            A
+            + sum(blocks[i][j] for i in range(len(Z)) for j in range(len(Z)) if i != j)
+            / 2
+        )
+        B.append(sum(blocks[i][i] for i in range(len(Z))))
+    return -2 * np.trace(A) + np.trace(B[0] @ B[1])
+
+
+def _central_difference(f, array, index, step):
+    saved = array[index]
+    array[index] = saved + step
+    plus = f()
+    array[index] = saved - step
+    minus = f()
+    array[index] = saved
+    return (plus - minus) / (2 * step)
+
+
+@pytest.mark.parametrize("n_modalities", [2, 3])
+def test_ey_loss_and_gradient_against_definition_and_finite_differences(n_modalities):
+    rng = np.random.default_rng(0)
+    Z = [rng.normal(size=(11, 3)) for _ in range(n_modalities)]
+    Z[1] += Z[0]  # correlated, so the cross term matters
+    loss, grads = ey_loss_and_gradients(Z)
+    assert loss == pytest.approx(_ey_by_definition(Z), rel=1e-12)
+    for m in range(n_modalities):
+        numeric = np.array(
+            [
+                _central_difference(lambda: _ey_by_definition(Z), Z[m], index, 1e-6)
+                for index in np.ndindex(Z[m].shape)
+            ]
+        ).reshape(Z[m].shape)
+        np.testing.assert_allclose(grads[m], numeric, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
+def test_network_gradients_match_finite_differences(activation):
+    """Every weight and bias of two encoders, through the loss and the decay."""
+    rng = np.random.default_rng(1)
+    X = [rng.normal(size=(12, 4)), rng.normal(size=(12, 3))]
+    X[1][:, 0] += np.tanh(X[0][:, 0])
+    encoders = [
+        Encoder.initialise(
+            rng, x.mean(0), x.std(0), (5, 4), 2, activation, np.dtype(np.float64)
+        )
+        for x in X
+    ]
+    decay = 0.3
+
+    def objective():
+        loss, _ = ey_loss_and_gradients([e.forward(x) for e, x in zip(encoders, X)])
+        return loss + 0.5 * decay * sum(e.penalty() for e in encoders)
+
+    outputs = [e.forward(x, keep=True) for e, x in zip(encoders, X)]
+    _, grads_out = ey_loss_and_gradients([out for out, _ in outputs])
+    for encoder, (_, layers), grad_out in zip(encoders, outputs, grads_out):
+        grads = encoder.backward(layers, grad_out, decay)
+        for param, grad in zip(encoder.params, grads):
+            numeric = np.array(
+                [
+                    _central_difference(objective, param, index, 1e-6)
+                    for index in np.ndindex(param.shape)
+                ]
+            ).reshape(param.shape)
+            # ReLU's kink: a step may cross it; 1e-6 steps rarely do with
+            # these weights, and then only a few entries would differ.
+            np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6)
+
+
+# -- what it finds ---------------------------------------------------------------
+
+
+def _nonlinear_views(n, rng):
+    """View a carries a 2-d latent z linearly; view b = z**2 (even in z).
+
+    z is symmetric, so Cov(z, z**2) = 0: no linear map of a correlates with
+    any linear map of b, but a squaring encoder on a matches b exactly.
+    """
+    z = rng.normal(size=(n, 2))
+    mixing = np.array([[1.0, 0.5, -0.3], [0.2, -1.0, 0.7]])
+    a = z @ mixing + 0.05 * rng.normal(size=(n, 3))
+    b = np.hstack([z**2, rng.normal(size=(n, 1))]) + 0.05 * rng.normal(size=(n, 3))
+    return np.hstack([a, b])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_finds_nonlinear_signal_that_linear_cca_cannot():
+    rng = np.random.default_rng(0)
+    X_train, X_test = _nonlinear_views(3000, rng), _nonlinear_views(2000, rng)
+    deep = DeepSharedProjection(
+        n_components=2,
+        modalities=AB,
+        hidden_layer_sizes=(64, 64),
+        batch_size=256,
+        learning_rate_init=3e-3,
+        max_iter=60,
+        random_state=0,
+    )
+    deep.fit(X_train)
+    linear = SharedProjection(n_components=2, modalities=AB).fit(X_train)
+    # Held-out: mean Pearson correlation of the components on new rows.
+    assert linear.score(X_test) < 0.15
+    assert deep.score(X_test) > 0.9
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_linear_encoders_reach_the_closed_form_cca():
+    """hidden_layer_sizes=() is linear CCA trained by gradient: its canonical
+    correlations must match the closed form's (scipy's generalised eigh)."""
+    rng = np.random.default_rng(3)
+    latent = rng.normal(size=(2000, 2))
+    a = latent @ rng.normal(size=(2, 4)) + rng.normal(size=(2000, 4))
+    b = latent @ rng.normal(size=(2, 4)) + rng.normal(size=(2000, 4))
+    X = np.hstack([a, b])
+    model = DeepSharedProjection(
+        n_components=2,
+        modalities={"a": slice(0, 4), "b": slice(4, 8)},
+        hidden_layer_sizes=(),
+        learning_rate_init=1e-2,
+        max_iter=150,
+        dtype="float64",
+        random_state=0,
+    ).fit(X)
+    C = np.cov(X, rowvar=False, bias=True)
+    cross = np.zeros_like(C)
+    cross[:4, 4:], cross[4:, :4] = C[:4, 4:], C[4:, :4]
+    within = C.copy()
+    within[:4, 4:] = within[4:, :4] = 0
+    expected = linalg.eigh(cross, within, eigvals_only=True)[::-1][:2]
+    np.testing.assert_allclose(model.canonical_correlations_, expected, atol=5e-3)
+
+
+# -- reproducibility and the API ------------------------------------------------
+
+
+def _small(**params):
+    defaults = dict(
+        n_components=2, modalities=AB, hidden_layer_sizes=(16,), max_iter=5,
+        random_state=0,
+    )  # fmt: skip
+    defaults.update(params)
+    return DeepSharedProjection(**defaults)
+
+
+@pytest.fixture
+def X_small():
+    return _nonlinear_views(300, np.random.default_rng(5))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_random_state_reproducible(X_small):
+    first = _small().fit(X_small)
+    second = _small().fit(X_small)
+    other = _small(random_state=1).fit(X_small)
+    for name in AB:
+        for w1, w2, w3 in zip(
+            first.coefs_[name], second.coefs_[name], other.coefs_[name]
+        ):
+            np.testing.assert_allclose(w1, w2, rtol=1e-6)
+            assert not np.allclose(w1, w3)
+    np.testing.assert_allclose(
+        first.transform(X_small), second.transform(X_small), rtol=1e-5
+    )
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_dtypes_and_output(X_small):
+    model = _small(output="concat").fit(X_small)
+    assert model.coefs_["a"][0].dtype == np.float32
+    assert model.transform(X_small).dtype == np.float64
+    assert model.transform(X_small.astype(np.float32)).dtype == np.float32
+    assert model.transform(X_small).shape == (300, 4)
+    assert list(model.get_feature_names_out()) == [
+        "a__deepsharedprojection0", "a__deepsharedprojection1",
+        "b__deepsharedprojection0", "b__deepsharedprojection1",
+    ]  # fmt: skip
+    wide = _small(dtype="float64").fit(X_small)
+    assert wide.coefs_["b"][1].dtype == np.float64
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_missing_modality_at_transform(X_small):
+    model = _small(output="mean").fit(X_small)
+    only_a = X_small.copy()
+    only_a[:, 3:] = np.nan
+    a_alone = clone(model).set_params(output="a").fit(X_small).transform(X_small)
+    np.testing.assert_allclose(model.transform(only_a), a_alone, rtol=1e-5, atol=1e-6)
+    assert np.isfinite(model.transform(X_small)).all()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_early_stopping_keeps_best_epoch(X_small, capsys):
+    model = _small(early_stopping=True, max_iter=30, n_iter_no_change=3, verbose=1)
+    model.fit(X_small)
+    scores = model.validation_scores_
+    assert len(scores) == model.n_iter_ == len(model.loss_curve_)
+    assert model.best_validation_score_ == max(scores)
+    assert "validation correlation" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_partial_fit_and_warm_start_continue(X_small):
+    model = _small()
+    model.partial_fit(X_small)
+    first = [w.copy() for w in model.coefs_["a"]]
+    model.partial_fit(X_small)
+    assert model.n_iter_ == 2
+    assert model.t_ == 2  # 300 rows, batch_size "auto" = 256: 1 batch an epoch
+    assert not np.allclose(first[0], model.coefs_["a"][0])
+    warm = _small(warm_start=True).fit(X_small)
+    before = [w.copy() for w in warm.coefs_["a"]]
+    warm.fit(X_small)
+    assert warm.n_iter_ == 10
+    cold = _small().fit(X_small)
+    np.testing.assert_allclose(cold.coefs_["a"][0], before[0], rtol=1e-6)
+    assert not np.allclose(warm.coefs_["a"][0], before[0])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_pickle_is_small_and_round_trips(X_small):
+    model = _small(hidden_layer_sizes=(64,)).fit(X_small)
+    n_weights = sum(w.size for ws in model.coefs_.values() for w in ws)
+    blob = pickle.dumps(model)
+    # float32 weights: 4 bytes each; Adam's moments would triple it.
+    assert len(blob) < 4 * n_weights * 1.5 + 20000
+    restored = pickle.loads(blob)
+    np.testing.assert_array_equal(restored.transform(X_small), model.transform(X_small))
+    restored.partial_fit(X_small)  # fresh Adam moments after unpickling
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"output": "c"}, "output='c'"),
+        ({"modalities": {"a": slice(0, 3), "b": slice(3, 3)}}, "at least one column"),
+        ({"early_stopping": True, "validation_fraction": 0.99}, "validation_fraction"),
+    ],
+)
+def test_bad_parameters(params, message):
+    X = _nonlinear_views(40, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=message):
+        _small(**params).fit(X)
+
+
+@parametrize_with_checks(
+    [
+        DeepSharedProjection(
+            n_components=1,
+            modalities=EVEN_ODD,
+            hidden_layer_sizes=(4,),
+            max_iter=3,
+            random_state=0,
+        )
+    ]  # fmt: skip
+)
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_modalities_from_feature_names_and_missing_rows_in_fit(X_small):
+    pd = pytest.importorskip("pandas")
+    columns = [f"a__{i}" for i in range(3)] + [f"b__{i}" for i in range(3)]
+    X = X_small.copy()
+    X[:40, 3:] = np.nan  # modality b missing in 40 rows
+    frame = pd.DataFrame(X, columns=columns)
+    model = _small(modalities=None).fit(frame)
+    assert {name: list(idx) for name, idx in model.modalities_.items()} == {
+        "a": [0, 1, 2],
+        "b": [3, 4, 5],
+    }
+    # The rows missing b still fit the final linear CCA (and a's scaling).
+    assert model.n_samples_seen_ == 300
+    np.testing.assert_allclose(
+        model.input_mean_["a"], X_small[:, :3].mean(axis=0), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        model.input_mean_["b"], X_small[40:, 3:].mean(axis=0), rtol=1e-5
+    )
+    assert np.isfinite(model.transform(frame)).all()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_adaptive_learning_rate_divides_by_5_after_two_stale_epochs(X_small, capsys):
+    # tol far above any change: no epoch after the first makes progress.
+    model = _small(learning_rate="adaptive", tol=1e6, max_iter=5, verbose=1)
+    model.set_params(n_iter_no_change=10).fit(X_small)
+    rates = [
+        float(line.split("learning rate ")[1].split(",")[0])
+        for line in capsys.readouterr().out.splitlines()
+    ]
+    assert rates == pytest.approx([1e-3, 1e-3, 2e-4, 2e-4, 4e-5])
