@@ -6,7 +6,7 @@ estimators that take one 2-D ``X``.
 """
 
 from ._version import __version__
-from .compose import make_modality_transformer
+from .compose import ModalityBranch, make_modality_transformer
 from .fusion import (
     ConcatFusion,
     LateFusionClassifier,
@@ -22,6 +22,7 @@ __all__ = [
     "CrossModalTransferRegressor",
     "LateFusionClassifier",
     "LateFusionRegressor",
+    "ModalityBranch",
     "SharedProjection",
     "WeightedFusion",
     "make_modality_transformer",
