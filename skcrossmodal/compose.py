@@ -135,7 +135,7 @@ class ModalityBranch(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_out : ndarray or sparse matrix of shape (n_samples, n_features_out_)
+        X_out : ndarray or sparse matrix of shape (n_samples, n_features_out)
             The transformer's output; all NaN in the rows without the modality.
         """
         present = self._present(X)
@@ -169,7 +169,7 @@ class ModalityBranch(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_out : ndarray or sparse matrix of shape (n_samples, n_features_out_)
+        X_out : ndarray or sparse matrix of shape (n_samples, n_features_out)
         """
         check_is_fitted(self)
         present = self._present(X)
