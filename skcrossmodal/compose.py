@@ -155,7 +155,8 @@ class ModalityBranch(TransformerMixin, BaseEstimator):
         self.n_present_ = int(rows.size)
         self.n_features_out_ = int(out.shape[1])
         self._sparse_output = sparse.issparse(out)
-        self._output_dtype = out.dtype if out.dtype.kind == "f" else np.float64
+        # A dtype name, not a numpy.dtype: skops loads a str without trust.
+        self._output_dtype = out.dtype.name if out.dtype.kind == "f" else "float64"
         return _scatter_rows(out, present)
 
     def transform(self, X):

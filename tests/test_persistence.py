@@ -6,7 +6,10 @@ import warnings
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 import skcrossmodal
 from skcrossmodal import (
@@ -17,7 +20,9 @@ from skcrossmodal import (
     LateFusionRegressor,
     SharedProjection,
     WeightedFusion,
+    make_modality_transformer,
 )
+from skcrossmodal.compose import ModalityBranch, ModalityColumnTransformer
 from skcrossmodal.exceptions import InconsistentVersionWarning
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
@@ -82,3 +87,94 @@ def test_model_from_another_version_warns_clearly(saved_version):
         assert record[0].message.saved_version == saved_version
         assert record[0].message.current_version == skcrossmodal.__version__
         np.testing.assert_array_equal(outputs(clone, X), outputs(estimator, X))
+
+
+# -- skops: a format that does not run code when loaded ---------------------------
+
+# skops refuses every type it does not know unless the caller trusts it. These
+# are the only types a skcrossmodal model adds to scikit-learn's and numpy's:
+# its own estimator classes (module and name as type(...) gives them).
+SKCROSSMODAL_TYPES = {
+    f"{cls.__module__}.{cls.__qualname__}"
+    for cls in (
+        ConcatFusion,
+        CrossModalTransferClassifier,
+        CrossModalTransferRegressor,
+        LateFusionClassifier,
+        LateFusionRegressor,
+        SharedProjection,
+        WeightedFusion,
+        ModalityBranch,
+        ModalityColumnTransformer,
+    )
+}
+
+# The fitted SharedProjection keeps its modality blocks as slices whose bounds
+# are numpy ints (skcrossmodal/_statistics.py, CovarianceAccumulator.__init__:
+# `slice(stop - w, stop)` with `stops` from np.cumsum), which skops cannot
+# write (its slice node is JSON). The fix, `slice(int(stop - w), int(stop))`,
+# belongs to that module; strict, so this test fails once it is fixed.
+_INT64_SLICES = pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="CovarianceAccumulator.blocks holds slices of np.int64 (skops: JSON)",
+)
+
+
+def skops_estimators():
+    X, estimators = fitted_estimators()
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(6)])
+    frame.iloc[:5, :3] = np.nan  # rows missing the first modality
+    labels = (X[:, 0] > 0).astype(int)
+    branches = make_modality_transformer(
+        ("a", StandardScaler(), ["x0", "x1", "x2"]),
+        ("b", StandardScaler(), ["x3", "x4", "x5"]),
+    )
+    pipeline = make_pipeline(branches, LateFusionClassifier()).fit(frame, labels)
+    cases = [(estimator, X) for estimator in estimators]
+    cases.append((ModalityBranch(StandardScaler()).fit(frame), frame))
+    cases.append((pipeline, frame))
+    return cases
+
+
+_CASE_NAMES = [
+    "SharedProjection",
+    "WeightedFusion",
+    "ConcatFusion",
+    "LateFusionClassifier",
+    "LateFusionRegressor",
+    "CrossModalTransferClassifier",
+    "CrossModalTransferRegressor",
+    "ModalityBranch",
+    "pipeline",
+]
+_WITH_PROJECTION = {
+    "SharedProjection",
+    "CrossModalTransferClassifier",
+    "CrossModalTransferRegressor",
+}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(i, marks=_INT64_SLICES if name in _WITH_PROJECTION else ())
+        for i, name in enumerate(_CASE_NAMES)
+    ],
+    ids=_CASE_NAMES,
+)
+def test_skops_round_trip_trusting_only_skcrossmodal_types(case, tmp_path):
+    sio = pytest.importorskip("skops.io")
+    estimator, X = skops_estimators()[case]
+    path = tmp_path / "model.skops"
+    sio.dump(estimator, path)
+    untrusted = set(sio.get_untrusted_types(file=path))
+    # Nothing beyond the declared skcrossmodal classes needs trusting.
+    assert untrusted <= SKCROSSMODAL_TYPES
+    assert type(estimator).__module__.split(".")[0] != "skcrossmodal" or (
+        f"{type(estimator).__module__}.{type(estimator).__qualname__}" in untrusted
+    )
+    with pytest.raises(Exception, match="[Uu]ntrusted"):
+        sio.load(path)  # refuses unknown types unless they are trusted
+    loaded = sio.load(path, trusted=sorted(untrusted))
+    np.testing.assert_array_equal(outputs(loaded, X), outputs(estimator, X))
