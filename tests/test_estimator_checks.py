@@ -5,20 +5,76 @@ The checks feed plain numpy arrays of many widths, so the estimators get
 splits any X with at least 2 columns into two modalities, so fit, transform
 and score really run; with 1 column the "odd" modality is empty and the error
 says "1 feature(s)", which the checks accept.
+
+Every public estimator of skcrossmodal is listed here (a test below checks
+that none is forgotten). A check an estimator cannot pass is listed in
+``EXPECTED_FAILED`` with the reason.
 """
 
+import inspect
+
+from sklearn.base import BaseEstimator
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skcrossmodal import SharedProjection
+import skcrossmodal
+from skcrossmodal import (
+    ConcatFusion,
+    CrossModalTransferClassifier,
+    CrossModalTransferRegressor,
+    LateFusionClassifier,
+    LateFusionRegressor,
+    SharedProjection,
+    WeightedFusion,
+)
+from skcrossmodal.compose import ModalityBranch
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
 
 ESTIMATORS = [
     SharedProjection(n_components=1, modalities=EVEN_ODD),
     SharedProjection(n_components=1, modalities=EVEN_ODD, reg="auto", scale=True),
+    # The blocks differ in width with an odd number of columns: align them.
+    WeightedFusion(modalities=EVEN_ODD, align="pca", n_components=1),
+    ConcatFusion(modalities=EVEN_ODD),
+    LateFusionClassifier(modalities=EVEN_ODD),
+    LateFusionRegressor(modalities=EVEN_ODD),
+    CrossModalTransferClassifier(SharedProjection(n_components=1, modalities=EVEN_ODD)),
+    CrossModalTransferRegressor(SharedProjection(n_components=1, modalities=EVEN_ODD)),
+    ModalityBranch(StandardScaler()),
 ]
 
+EXPECTED_FAILED = {
+    "CrossModalTransferClassifier": {
+        # The check ends with labels [-1, 1]; -1 marks an unlabelled row
+        # (scikit-learn's semi-supervised convention, as in
+        # SelfTrainingClassifier), so a single class is left to learn. The
+        # same check's string and object labels pass before that step.
+        "check_classifiers_classes": "-1 marks unlabelled rows (y == -1)",
+    },
+}
 
-@parametrize_with_checks(ESTIMATORS)
+
+def expected_failed_checks(estimator):
+    return EXPECTED_FAILED.get(type(estimator).__name__, {})
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_every_public_estimator_is_checked():
+    public = {
+        name
+        for module in (skcrossmodal, skcrossmodal.compose)
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj)
+        and issubclass(obj, BaseEstimator)
+        and obj.__module__.startswith("skcrossmodal")
+        and not name.startswith("_")
+    }
+    # Built by make_modality_transformer; a ColumnTransformer, which
+    # scikit-learn's checks cannot build without its branches.
+    public.discard("ModalityColumnTransformer")
+    assert public == {type(estimator).__name__ for estimator in ESTIMATORS}
