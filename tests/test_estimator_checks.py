@@ -47,9 +47,9 @@ ESTIMATORS = [
 EXPECTED_FAILED = {
     "CrossModalTransferClassifier": {
         # The check ends with labels [-1, 1]; -1 marks an unlabelled row
-        # (scikit-learn's semi-supervised convention, as in
-        # SelfTrainingClassifier), so a single class is left to learn. The
-        # same check's string and object labels pass before that step.
+        # (scikit-learn's semi-supervised convention: the check exempts
+        # SelfTrainingClassifier by name for the same reason), so a single
+        # class is left to learn.
         "check_classifiers_classes": "-1 marks unlabelled rows (y == -1)",
     },
 }

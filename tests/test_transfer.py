@@ -8,7 +8,6 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.svm import LinearSVC
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skcrossmodal import SharedProjection
 from skcrossmodal.transfer import (
@@ -17,29 +16,8 @@ from skcrossmodal.transfer import (
 )
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
-SEMI_SUPERVISED = {
-    "check_classifiers_classes": (
-        "-1 marks an unlabelled row (sklearn's semi-supervised convention; "
-        "the check exempts SelfTrainingClassifier by name for the same reason)"
-    )
-}
-
-
-@parametrize_with_checks(
-    [
-        CrossModalTransferClassifier(
-            SharedProjection(n_components=1, modalities=EVEN_ODD)
-        ),
-        CrossModalTransferRegressor(
-            SharedProjection(n_components=1, modalities=EVEN_ODD)
-        ),
-    ],
-    expected_failed_checks=lambda est: (
-        SEMI_SUPERVISED if isinstance(est, CrossModalTransferClassifier) else {}
-    ),
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
+# scikit-learn's estimator checks run on both estimators in
+# tests/test_estimator_checks.py, with every other public estimator.
 
 
 # -- data --------------------------------------------------------------------------
