@@ -21,11 +21,14 @@ def _is_missing_scalar(value, empty_is_missing):
     if isinstance(value, str):
         return empty_is_missing and not value.strip()
     # NaN, pd.NA and NaT are the missing values that are not equal to
-    # themselves (pd.NA's comparison returns NA, whose truth is ambiguous).
+    # themselves (pd.NA's comparison returns NA, whose truth raises a
+    # TypeError); a cell holding an array (ValueError) is a present value.
     try:
         return bool(value != value)
     except TypeError:
         return True
+    except ValueError:
+        return False
 
 
 def missing_values_mask(values, *, empty_is_missing=False):

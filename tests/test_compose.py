@@ -273,3 +273,24 @@ def test_polars_output_and_sparse_polars_error():
     ).set_output(transform="polars")
     with pytest.raises(ValueError, match="polars cannot hold"):
         sparse_text.fit_transform(frame)
+
+
+def test_missing_rows_reads_every_kind_of_missing_value():
+    from scipy import sparse
+
+    from skcrossmodal._missing_rows import missing_rows
+
+    cells = np.array([np.zeros(3), None, pd.NA, "x", np.nan, pd.NaT, " "], dtype=object)
+    np.testing.assert_array_equal(
+        missing_rows(cells), [False, True, True, False, True, True, False]
+    )
+    np.testing.assert_array_equal(
+        missing_rows(cells, empty_is_missing=True),
+        [False, True, True, False, True, True, True],
+    )
+    mixed = pd.DataFrame({"a": [1.0, None, 3.0], "b": ["x", None, None]})
+    np.testing.assert_array_equal(missing_rows(mixed), [False, True, False])
+    # Sparse: implicit zeros are present values; a row is missing when
+    # every column is stored as NaN.
+    X = sparse.csr_matrix(np.array([[0.0, 0.0], [np.nan, np.nan], [np.nan, 1.0]]))
+    np.testing.assert_array_equal(missing_rows(X), [False, True, False])
