@@ -2,6 +2,7 @@
 
     python benchmarks/fit_speed.py                # n=200 000, 400 + 400, k=10
     python benchmarks/fit_speed.py --n 20000 --repeats 5
+    python benchmarks/fit_speed.py --width 800 --k 20 --sklearn-max-n 0  # streaming
 
 The floor is numpy's ``X.T @ X`` on the already stacked X: one symmetric BLAS
 pass, the least any exact closed form must do. Times are medians over
@@ -53,6 +54,7 @@ def main():
     parser.add_argument("--width", type=int, default=400, help="features per modality")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=20, help="partial_fit batches")
     parser.add_argument(
         "--sklearn-max-n",
         type=int,
@@ -88,6 +90,23 @@ def main():
         f"of medians {ours / floor:.2f} ({args.repeats} interleaved runs)"
     )
     rows = [("numpy X.T @ X (floor)", floor), ("skcrossmodal SharedProjection", ours)]
+
+    # Streaming the same rows in --batches batches: solving after every
+    # batch, and deferring the solve to the last one (solve=False).
+    batches = np.array_split(np.arange(args.n), args.batches)
+
+    def stream(solve_each):
+        streamed = SharedProjection(args.k, modalities=modalities, reg=1e-3)
+        for i, rows_i in enumerate(batches):
+            last = i == len(batches) - 1
+            streamed.partial_fit(
+                X[rows_i[0] : rows_i[-1] + 1], solve=solve_each or last
+            )
+        return streamed
+
+    for label, solve_each in [("every batch", True), ("deferred", False)]:
+        seconds = median_time(lambda solve_each=solve_each: stream(solve_each), 1)
+        rows.append((f"partial_fit x{args.batches}, solve {label}", seconds))
 
     if args.n <= args.sklearn_max_n:
         cca = CCA(n_components=args.k, scale=False)

@@ -5,6 +5,7 @@ learned on one modality over to another, with ordinary scikit-learn
 estimators that take one 2-D ``X``.
 """
 
+from ._projection_cv import SharedProjectionCV
 from ._version import __version__
 from .compose import ModalityBranch, make_modality_transformer
 from .fusion import (
@@ -24,6 +25,7 @@ __all__ = [
     "LateFusionRegressor",
     "ModalityBranch",
     "SharedProjection",
+    "SharedProjectionCV",
     "WeightedFusion",
     "make_modality_transformer",
     "__version__",

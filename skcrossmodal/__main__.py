@@ -20,7 +20,19 @@ def main(argv=None):
         help="where to write the figure (default: %(default)s)",
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed for the split")
+    demo.add_argument(
+        "--dataset",
+        choices=("emoji", "speech"),
+        default="emoji",
+        help="emoji: text + image (default); speech: audio + text, and audio + "
+        "text + image with scikit-learn's digits (prints a table, no figure)",
+    )
     args = parser.parse_args(argv)
+
+    if args.dataset == "speech":
+        from ._demo_speech import run_speech_demo
+
+        return run_speech_demo(seed=args.seed)
 
     from ._demo import run_demo
 

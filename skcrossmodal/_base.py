@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
 from sklearn.utils._array_api import get_namespace
 from sklearn.utils.validation import validate_data
 
-from ._modalities import (
-    check_no_infinite,
-    check_rows_present,
-    presence_mask,
-    resolve_modalities,
-)
+from ._modalities import check_finite_blocks, resolve_modalities  # noqa: F401 (re-exported)
 from ._version import __version__
 from .exceptions import InconsistentVersionWarning
 
@@ -50,14 +46,23 @@ def validate_modal_data(estimator, X, *, reset, min_modalities=2, accept_sparse=
     return X
 
 
-def check_finite_blocks(X, modalities, *, first_row=0):
-    """Reject infinity, partial NaN and rows with no modality; return the
-    (n, M) presence mask. ``first_row`` is X's first row in the caller's
-    data (X a chunk of it), for the messages."""
-    check_no_infinite(X)
-    present = presence_mask(X, modalities)
-    check_rows_present(present, first_row=first_row)
-    return present
+@contextlib.contextmanager
+def restore_on_error(estimator):
+    """Leave ``estimator`` exactly as it was if the block raises.
+
+    ``fit`` and ``partial_fit`` set attributes as they go (``n_features_in_``,
+    ``modalities_``, the statistics...): a failure half way must neither
+    leave a half-updated model nor lose the previous one. Attributes are
+    replaced, never mutated in place, by the code inside, so a shallow copy
+    of ``__dict__`` is the whole previous state.
+    """
+    saved = dict(estimator.__dict__)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(saved)
+        raise
 
 
 class VersionedPickleMixin:

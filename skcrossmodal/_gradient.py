@@ -109,21 +109,17 @@ from sklearn.externals.array_api_compat import numpy as numpy_namespace
 from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_limits
 
-from . import _array_api
-from ._array_api import (
-    ArrayAPIAccumulator,
-    _raise_non_finite,
-    _to_namespace,
-    get_array_namespace,
-    sign_convention,
-    to_numpy,
-)
+from . import _namespace
+from ._array_api import ArrayAPIAccumulator, _raise_non_finite
+from ._conventions import sign_convention
 from ._modalities import (
     check_no_infinite,
     check_rows_present,
     presence_mask,
     take_columns,
 )
+from ._namespace import get_array_namespace, to_numpy
+from ._namespace import to_namespace as _to_namespace
 from ._solvers import solve
 from ._statistics import CovarianceAccumulator, check_pair_counts
 
@@ -657,7 +653,7 @@ class _Problem:
         scale = xp.sqrt(self.diagonal[first])
         tiny = float(np.finfo(np.float64).tiny) ** 0.25
         scale = xp.where(scale > tiny, scale, xp.ones_like(scale))
-        signs = sign_convention(xp, weights[first, :] * scale[:, None])
+        signs = sign_convention(weights[first, :] * scale[:, None])
         return weights * signs[None, :]
 
 
@@ -769,7 +765,7 @@ class _Rows:
             self.xp, self.device, self.dtype = numpy_namespace, "cpu", np.float64
         else:
             self.xp, self.device = xp, array_device(X)
-            self.dtype = _array_api.accumulation_dtype(xp, self.device)
+            self.dtype = _namespace.accumulation_dtype(xp, self.device)
         if sparse.issparse(X):
             X = X.tocsr()
             self.X = None

@@ -12,6 +12,8 @@ import numbers
 
 import numpy as np
 from scipy import sparse
+from sklearn.externals.array_api_compat import array_namespace
+from sklearn.externals.array_api_compat import device as array_device
 from sklearn.utils._indexing import _get_column_indices
 
 # ColumnTransformer writes "<branch>__<feature>" when verbose_feature_names_out
@@ -163,18 +165,7 @@ def _describe(index, feature_names_in):
     return str(int(index))
 
 
-def check_rows_present(present, *, first_row=0):
-    """Raise when a row of the (n, M) presence mask carries no modality.
-
-    ``first_row`` is the row of X where ``present`` starts, for the message.
-    """
-    empty_rows = np.flatnonzero(~present.any(axis=1))
-    if empty_rows.size:
-        raise_no_modality(first_row + empty_rows[0], empty_rows.size)
-
-
-# The messages of the checks below, shared with their array API twins
-# (skcrossmodal._fusion_utils.xp_presence_mask, skcrossmodal._array_api).
+# The messages of the checks below, raised by every path that checks.
 
 
 def raise_no_modality(row, count):
@@ -203,45 +194,108 @@ def raise_infinite():
     )
 
 
+def _namespace(X):
+    """X's array namespace for dense arrays (array_api_compat's numpy wrapper
+    for numpy), None for scipy sparse matrices."""
+    if sparse.issparse(X):
+        return None
+    return array_namespace(X)
+
+
+def _first_true(xp, mask):
+    """Position of the first True of a 1-D boolean array, and how many are True."""
+    as_int = xp.astype(mask, xp.int64)
+    return int(xp.argmax(as_int)), int(xp.sum(as_int))
+
+
 def presence_mask(X, modalities):
     """Return the boolean (n_samples, n_modalities) mask of present modalities.
 
     A modality is missing in a row when all its columns are NaN there, and
     present when none is. Anything in between is an error: a partly-NaN block
-    has no meaning we could guess.
+    has no meaning we could guess. X is a numpy array, a scipy sparse matrix
+    or an array of any array API namespace (the mask is then of that
+    namespace and device; only a bool or an index goes to the host).
     """
-    widths = np.array([len(indices) for indices in modalities.values()])
-    if sparse.issparse(X):
+    names = list(modalities)
+    widths = [len(indices) for indices in modalities.values()]
+    xp = _namespace(X)
+    if xp is None:  # scipy sparse: only the stored values can be NaN
         is_nan = X.copy()
+        is_nan.sum_duplicates()  # a NaN summed into a duplicate counts once
         is_nan.data = np.isnan(is_nan.data)
         is_nan.eliminate_zeros()
-    else:
-        is_nan = np.isnan(X)
-    nan_counts = np.column_stack(
-        [
-            np.asarray(take_columns(is_nan, indices).sum(axis=1)).reshape(-1)
-            for indices in modalities.values()
-        ]
-    )
-    present = nan_counts == 0
-    missing = nan_counts == widths
-    partial = ~(present | missing)
-    if partial.any():
-        row, position = np.argwhere(partial)[0]
-        name = list(modalities)[position]
-        raise_partial_nan(name, row, int(nan_counts[row, position]), widths[position])
+        nan_counts = np.column_stack(
+            [
+                np.asarray(take_columns(is_nan, indices).sum(axis=1)).reshape(-1)
+                for indices in modalities.values()
+            ]
+        )
+        present = nan_counts == 0
+        partial = ~(present | (nan_counts == np.asarray(widths)))
+        if partial.any():
+            row, position = np.argwhere(partial)[0]
+            raise_partial_nan(
+                names[position], row, int(nan_counts[row, position]), widths[position]
+            )
+        return present
+    is_nan = xp.isnan(X)
+    present, missing = [], []
+    for indices in modalities.values():
+        block = take_columns(is_nan, indices)
+        present.append(~xp.any(block, axis=1))
+        missing.append(xp.all(block, axis=1))
+    present = xp.stack(present, axis=1)
+    partial = ~(present | xp.stack(missing, axis=1))
+    if bool(xp.any(partial)):
+        flat, _ = _first_true(xp, xp.reshape(partial, (-1,)))
+        row, position = divmod(flat, len(names))
+        indices = modalities[names[position]]
+        row_nan = take_columns(is_nan[row : row + 1, :], indices)
+        _, count = _first_true(xp, xp.reshape(row_nan, (-1,)))
+        raise_partial_nan(names[position], row, count, widths[position])
     return present
 
 
 def check_no_infinite(X):
     """Raise a ValueError naming the problem if X holds +/-inf."""
-    values = X.data if sparse.issparse(X) else X
-    if np.isinf(values).any():
+    xp = _namespace(X)
+    if xp is None:
+        if np.isinf(X.data).any():
+            raise_infinite()
+    elif bool(xp.any(xp.isinf(X))):
         raise_infinite()
 
 
+def check_rows_present(present, *, first_row=0):
+    """Raise when a row of the (n, M) presence mask carries no modality.
+
+    ``first_row`` is the row of X where ``present`` starts, for the message.
+    """
+    xp = array_namespace(present)
+    empty = ~xp.any(present, axis=1)
+    if bool(xp.any(empty)):
+        row, count = _first_true(xp, empty)
+        raise_no_modality(first_row + row, count)
+
+
+def check_finite_blocks(X, modalities, *, first_row=0):
+    """Reject infinity, partial NaN and rows with no modality; return the
+    (n, M) presence mask (in X's namespace). ``first_row`` is X's first row in
+    the caller's data (X a chunk of it), for the messages."""
+    check_no_infinite(X)
+    present = presence_mask(X, modalities)
+    check_rows_present(present, first_row=first_row)
+    return present
+
+
 def take_columns(X, indices):
-    """Return X[:, indices], as a view when the indices are a contiguous run."""
+    """Return X[:, indices] (numpy, sparse or any array API namespace), as a
+    view when the indices are a contiguous run."""
+    indices = np.asarray(indices)
     if indices.size and indices[-1] - indices[0] + 1 == indices.size:
         return X[:, int(indices[0]) : int(indices[-1]) + 1]
-    return X[:, indices]
+    if isinstance(X, np.ndarray) or sparse.issparse(X):
+        return X[:, indices]
+    xp = array_namespace(X)
+    return xp.take(X, xp.asarray(indices, device=array_device(X)), axis=1)

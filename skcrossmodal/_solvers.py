@@ -21,11 +21,13 @@ correlations). Both solvers return
 from __future__ import annotations
 
 import contextlib
-import warnings
+import threading
 
 import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
+
+from ._conventions import equilibration_factors, finish
 
 # Below this many features in all, the dense solve runs on one BLAS thread
 # (see solver_threads).
@@ -33,26 +35,49 @@ _ONE_THREAD_MAX_FEATURES = 1500
 _threadpool_controller = None
 
 
+# The one-thread limit is process-wide (it sets OpenBLAS's pool size), so
+# concurrent fits (GridSearchCV's threading backend) share one: the first to
+# enter applies it, the last to leave restores the caller's setting. Without
+# the count, a fit that entered while another held the limit would save
+# "1 thread" as the original and restore it after the first had left.
+_limit_lock = threading.Lock()
+_limit_holders = 0
+_limiter = None
+
+
+@contextlib.contextmanager
 def solver_threads(n_features):
     """A context that runs the dense ``D x D`` solve on one BLAS thread when
     ``D`` is small.
 
     The solve alternates between numpy's and scipy's OpenBLAS (two thread
     pools) on matrices of a few hundred rows, where a second thread only adds
-    hand-offs: measured on two cores, a fit of 20 000 x (400 + 400) took
-    0.30 s with two threads and 0.17 s with the solve on one; at 2 400
-    features the eigensolver gains from the second thread (1.9 s against
-    2.1 s), hence the threshold. The controller is built once (scanning the
+    hand-offs (measurements on the benchmarks page); above
+    ``_ONE_THREAD_MAX_FEATURES`` the eigensolver gains from more threads.
+    Safe under concurrency: the caller's limits are restored when the last
+    concurrent solve leaves. The controller is built once (scanning the
     loaded libraries costs milliseconds), as scikit-learn does.
     """
-    global _threadpool_controller
+    global _threadpool_controller, _limit_holders, _limiter
     if n_features >= _ONE_THREAD_MAX_FEATURES:
-        return contextlib.nullcontext()
-    if _threadpool_controller is None:
-        from threadpoolctl import ThreadpoolController
+        yield
+        return
+    with _limit_lock:
+        if _limit_holders == 0:
+            if _threadpool_controller is None:
+                from threadpoolctl import ThreadpoolController
 
-        _threadpool_controller = ThreadpoolController()
-    return _threadpool_controller.limit(limits=1, user_api="blas")
+                _threadpool_controller = ThreadpoolController()
+            _limiter = _threadpool_controller.limit(limits=1, user_api="blas")
+        _limit_holders += 1
+    try:
+        yield
+    finally:
+        with _limit_lock:
+            _limit_holders -= 1
+            if _limit_holders == 0:
+                _limiter.restore_original_limits()
+                _limiter = None
 
 
 # Smallest factor kept of a Ledoit-Wolf shrunk block (see add_ridge).
@@ -102,9 +127,7 @@ def solve(regularised, blocks, n_components, names, solver="svd", *, overwrite=F
     digits in the whitening. With ``overwrite``, ``regularised`` is
     equilibrated in place (no ``D x D`` copy) and must not be used after.
     """
-    diagonal = np.sqrt(np.diag(regularised))
-    tiny = np.finfo(float).tiny ** 0.25
-    diagonal = np.where(diagonal > tiny, diagonal, 1.0)
+    diagonal = equilibration_factors(np.diag(regularised))
     equilibrated = regularised if overwrite else regularised.copy()
     equilibrated /= diagonal[:, None]
     equilibrated /= diagonal[None, :]
@@ -255,37 +278,6 @@ def _whitener(block_covariance):
     return vectors[:, keep] / np.sqrt(values[keep])
 
 
-# How far past 1 a correlation may come out by rounding alone (a perfect
-# correlation, e.g. reg=0 with fewer rows than features).
-_ROUNDING_PAST_ONE = 1e-7
-
-
 def _finish(values, vectors, blocks):
-    n_modalities = len(blocks)
-    correlations = (values - 1.0) / (n_modalities - 1)
-    if correlations.size and correlations[0] > 1.0 + _ROUNDING_PAST_ONE:
-        # Not rounding: pairwise-complete statistics (missing modalities)
-        # need not form a positive semi-definite covariance, and then the
-        # whitened cross-covariance can have singular values above 1.
-        warnings.warn(
-            f"The largest canonical correlation came out as "
-            f"{correlations[0]:.6g}, above 1: the covariance estimated from "
-            "rows with missing modalities (each block from the rows that "
-            "carry it) is not positive semi-definite, which happens when few "
-            "rows carry both modalities compared with their widths. "
-            "Correlations are clipped at 1. Increase reg, reduce the widths "
-            "(e.g. PCA per modality), or fit on more paired rows.",
-            UserWarning,
-            stacklevel=4,
-        )
-    correlations = np.minimum(correlations, 1.0)
-    weights = vectors * np.sqrt(n_modalities)
-    # Deterministic signs, as svd_flip does: the largest-magnitude weight of
-    # the first modality is positive in each component. (Looking at one
-    # modality only avoids the ties between modalities that symmetric data
-    # would create, e.g. two one-feature modalities of equal variance.)
-    first = weights[blocks[0]]
-    largest = np.argmax(np.abs(first), axis=0)
-    signs = np.sign(first[largest, np.arange(first.shape[1])])
-    signs[signs == 0] = 1.0
-    return correlations, weights * signs
+    """The shared conventions (``_conventions.finish``): correlations, signs."""
+    return finish(values, vectors, blocks)

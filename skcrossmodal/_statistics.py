@@ -45,7 +45,7 @@ import numpy as np
 from scipy import sparse
 from scipy.linalg.blas import dgemv, dsyrk
 
-from ._base import check_finite_blocks
+from ._modalities import check_finite_blocks
 
 # Largest |mean| / std seen in the first batch for which the Gram is formed
 # without a shift.

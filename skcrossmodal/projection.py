@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
-import itertools
+import warnings
 from numbers import Integral, Real
 
-import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._array_api import check_same_namespace
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted
 
-from ._array_api import (
-    ArrayAPIAccumulator,
+from ._array_api import ArrayAPIAccumulator
+from ._base import VersionedPickleMixin, restore_on_error, validate_modal_data
+from ._closed_form import (
     NotPositiveDefiniteError,
-    get_array_namespace,
-    score_xp,
-    solve_accumulated,
-    transform_xp,
+    any_auto,
+    check_memory,
+    is_auto,
+    reg_values,
+    solve_statistics,
 )
-from ._base import VersionedPickleMixin, check_finite_blocks, validate_modal_data
 from ._dask import accumulate_dask, is_dask_collection, validate_dask_data
 from ._gradient import fit_gradient
-from ._modalities import take_columns
-from ._solvers import add_ridge, solve, solver_threads
+from ._namespace import get_array_namespace
+from ._solvers import solver_threads
+from ._space_estimator import LoadingsSource, SharedSpaceMixin
 from ._statistics import CovarianceAccumulator
 
 
-class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
+class SharedProjection(
+    VersionedPickleMixin, SharedSpaceMixin, TransformerMixin, BaseEstimator
+):
     r"""Project several modalities into one shared space (ridge / multi-set CCA).
 
     This is the seed article's shared representation,
@@ -193,6 +194,11 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
     validation_scores_ : list of float or None
         ``solver="gradient"`` only: the validation correlation sum of each
         epoch (``None`` without ``early_stopping``).
+    loadings_ : dict of str -> ndarray of shape (n_features_m, n_components)
+        Structure correlations of each modality (closed-form solvers): the
+        correlation of each feature with each component of its modality's
+        projection, over the rows that carry the modality. 0 for a constant
+        feature.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -240,24 +246,38 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
     normalisation and signs.
 
     **Array API input (torch, CuPy, ... on a GPU).** Under
-    ``sklearn.set_config(array_api_dispatch=True)``, ``fit``,
-    ``partial_fit``, ``transform`` and ``score`` compute in X's namespace and
-    on its device, and the fitted arrays live there (in float64 where the
-    device has it, else float32). The exact solvers use a Cholesky reduction
-    of the generalised eigenproblem (whatever ``solver`` says), so every
-    ``C_mm + reg * I`` must be positive definite; ``partial_fit`` keeps its
-    sums on the device, and every batch must come from the same namespace
-    and device. ``solver="gradient"`` runs its batches, gradients and Adam
-    steps on the device (only small ``q x q`` and ``d_m x d_m`` matrices go
-    to the host) and, with the same ``random_state``, takes the same steps
-    as on numpy. Not supported for array API input: missing modalities (NaN
-    blocks) and ``reg="auto"``. Measured against the numpy path with float64
-    sums (float64 or float32 X): correlations within 2e-15 and weights within
-    1e-13 (relative to their largest entry), for every solver. With float32
-    sums (a device without float64): the exact solvers' correlations within
-    1e-6 and weights within 1e-5; ``solver="gradient"`` within 1e-4 on the
-    correlations (its weights only to the solver's own accuracy). See
-    ``skcrossmodal._array_api``.
+    ``sklearn.set_config(array_api_dispatch=True)`` (with the environment
+    variable ``SCIPY_ARRAY_API=1`` set before scipy is imported, as
+    scikit-learn requires), ``fit``, ``partial_fit``, ``transform`` and
+    ``score`` compute in X's namespace and on its device, and the fitted
+    arrays live there (in float64 where the device has it, else float32).
+    The exact solvers use a Cholesky reduction of the generalised
+    eigenproblem (whatever ``solver`` says), so every ``C_mm + reg * I``
+    must be positive definite (judged relative to the block's scale);
+    ``partial_fit`` keeps its sums on the device, and every batch must come
+    from the same namespace and device. Not supported for array API input
+    (a clear error): missing modalities in ``fit`` and ``reg="auto"``.
+    The agreement with the numpy path is measured on the benchmarks page.
+
+    **Interpreting components.** ``loadings_`` holds the structure
+    correlations: for each feature of a modality, its correlation with each
+    component of that modality's projection, computed from the fitted
+    covariance (no second pass). Large absolute loadings name the features a
+    component is made of, whatever the features' units.
+
+    References
+    ----------
+    .. [1] H. Hotelling, "Relations between two sets of variates",
+       Biometrika 28 (1936).
+    .. [2] H. D. Vinod, "Canonical ridge and econometrics of joint
+       production", Journal of Econometrics 4 (1976).
+    .. [3] J. R. Kettenring, "Canonical analysis of several sets of
+       variables", Biometrika 58 (1971).
+    .. [4] O. Ledoit and M. Wolf, "A well-conditioned estimator for
+       large-dimensional covariance matrices", Journal of Multivariate
+       Analysis 88 (2004).
+    .. [5] J. Chapman, L. Wells and A. L. Aguila, "Unconstrained stochastic
+       CCA: unifying multiview and self-supervised learning", ICLR 2024.
 
     Examples
     --------
@@ -337,6 +357,10 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Fit the shared projection (closed form, or ``solver="gradient"``).
 
+        ``fit`` keeps only what ``transform`` and ``score`` need (means,
+        weights, correlations), not the ``D x D`` sums: a later
+        ``partial_fit`` starts a new stream (see :meth:`partial_fit`).
+
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame, dask array} of shape \
@@ -350,46 +374,45 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         -------
         self : SharedProjection
         """
-        # A fit starts afresh: a partial_fit after a fit that failed half way
-        # must not continue the statistics of an earlier fit.
-        if hasattr(self, "_accumulator"):
-            del self._accumulator
-        if is_dask_collection(X):
+        with restore_on_error(self):
+            self.__dict__.pop("_accumulator", None)
             if self.solver == "gradient":
-                raise ValueError(
-                    "solver='gradient' needs X in memory (a numpy array or a "
-                    "scipy sparse matrix). For a Dask array use an exact "
-                    "solver ('auto', 'svd' or 'eigh'): its statistics are "
-                    "computed chunk by chunk where the chunks live."
-                )
-            validate_dask_data(self, X, reset=True)
-            self._check_params_against_modalities()
-            self._accumulator = accumulate_dask(X, self._new_accumulator())
-            return self._solve()
-        X = validate_modal_data(self, X, reset=True)
-        self._check_params_against_modalities()
-        if self.solver == "gradient":
-            # numpy, scipy sparse or (dense) array API input alike.
-            return self._fit_gradient(X)
-        if get_array_namespace(X) is not None:
-            return self._fit_array_api(X)
-        self._accumulator = self._new_accumulator().update(X)
-        return self._solve()
+                if is_dask_collection(X):
+                    raise ValueError(
+                        "solver='gradient' needs X in memory (a numpy array or "
+                        "a scipy sparse matrix). For a Dask array use an exact "
+                        "solver ('auto', 'svd' or 'eigh'): its statistics are "
+                        "computed chunk by chunk where the chunks live."
+                    )
+                X = validate_modal_data(self, X, reset=True)
+                self._check_params_against_modalities()
+                return self._fit_gradient(X)
+            accumulator = self._accumulate(X, None)
+            return self._solve(accumulator)
 
     @available_if(lambda self: self._check_partial_fit_solver())
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y=None):
+    def partial_fit(self, X, y=None, *, solve=True):
         """Add a batch of rows and refit; equals ``fit`` on all batches so far.
 
-        The sufficient statistics (float64 sums shifted by the first batch's
-        means) are kept between calls, so memory is
-        ``O(n_features**2 + batch)``, never ``O(n)``. Not available with
-        ``solver="gradient"``.
+        The sufficient statistics (sums shifted by the first batch's means,
+        in float64 where the namespace has it) are kept between calls, so
+        memory is ``O(n_features**2 + batch)``, never ``O(n)``; a batch that
+        is refused (infinity, partial NaN, a row without any modality) leaves
+        them and the fitted model exactly as they were. ``partial_fit``
+        after ``fit`` starts a new stream from this batch, with a warning:
+        ``fit`` does not keep the sums (they are ``D x D``, far larger than
+        the model). Not available with ``solver="gradient"``.
 
         Under ``sklearn.set_config(array_api_dispatch=True)`` the batches
         may be torch / CuPy / ... arrays: the sums are then kept in their
-        namespace and on their device (see Notes), and every batch must come
-        from that namespace and device.
+        namespace and on their device, and every batch must come from that
+        namespace and device.
+
+        Each call solves the ``D x D`` eigenproblem again, which costs as
+        much as summing about ``D`` more rows: over many
+        small batches of wide data, pass ``solve=False`` for all but the last
+        batch, and the stream costs what ``fit`` on its rows costs.
 
         Parameters
         ----------
@@ -398,139 +421,41 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
             One batch of rows.
         y : None
             Ignored.
+        solve : bool, default=True
+            Refit from the statistics after adding the batch. With
+            ``False`` only the statistics grow; the fitted attributes (if
+            any) stay those of the last call that solved, until one does.
 
         Returns
         -------
         self : SharedProjection
         """
-        first_call = not hasattr(self, "_accumulator")
-        if is_dask_collection(X):
-            if not first_call and isinstance(self._accumulator, ArrayAPIAccumulator):
-                self._accumulator.check_compatible(X, method="partial_fit")
-            validate_dask_data(self, X, reset=first_call)
-            if first_call:
-                self._check_params_against_modalities()
-                self._accumulator = self._new_accumulator()
-            self._accumulator = accumulate_dask(X, self._accumulator)
-            return self._solve()
-        X = validate_modal_data(self, X, reset=first_call)
-        xp = get_array_namespace(X)
-        if first_call:
-            self._check_params_against_modalities()
-            if xp is None:
-                accumulator = self._new_accumulator()
-            else:
-                self._check_array_api_reg()
-                accumulator = ArrayAPIAccumulator(self.modalities_)
-            # Kept only once the first batch is in: a bad first batch leaves
-            # the estimator unfitted, and the next call starts afresh.
-            self._accumulator = accumulator.update(X)
-        else:
-            self._check_same_stream(X, xp)
-            self._accumulator.update(X)
-        if xp is None:
-            return self._solve()
-        try:
-            return self._solve_array_api()
-        except NotPositiveDefiniteError as exc:
-            raise NotPositiveDefiniteError(
-                f"{exc} The batch's rows were added to the statistics: "
-                "partial_fit with more rows (e.g. more rows than features in "
-                "every modality) may succeed."
-            ) from exc
-
-    def transform(self, X):
-        """Project X into the shared space.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
-            Rows with at least one modality present.
-
-        Returns
-        -------
-        X_new : ndarray of shape (n_samples, n_components) or \
-                (n_samples, n_modalities * n_components)
-            See ``output``. Same float dtype as X.
-        """
-        check_is_fitted(self)
-        X = validate_modal_data(self, X, reset=False)
-        check_same_namespace(
-            X, self, attribute="canonical_correlations_", method="transform"
-        )
-        if get_array_namespace(X) is not None:
-            return transform_xp(
-                X, self.modalities_, self.means_, self.weights_, self.output
+        accumulator = getattr(self, "_accumulator", None)
+        if accumulator is None and hasattr(self, "canonical_correlations_"):
+            warnings.warn(
+                "partial_fit after fit starts a new stream from this batch: "
+                "fit keeps only the model, not the D x D sums it came from. "
+                "To stream, call partial_fit for every batch, the first "
+                "included.",
+                UserWarning,
+                stacklevel=2,
             )
-        projections, present = self._project(X)
-        if self.output == "concat":
-            return np.hstack(projections)
-        if self.output in self.modalities_:
-            return projections[list(self.modalities_).index(self.output)]
-        total = sum(np.where(p[:, None], z, 0) for z, p in zip(projections, present.T))
-        return (total / present.sum(axis=1, keepdims=True)).astype(X.dtype, copy=False)
-
-    def score(self, X, y=None):
-        """Mean held-out canonical correlation.
-
-        The Pearson correlation between the projections of each pair of
-        modalities, on the rows that carry both, averaged over pairs and
-        components. Higher is better, so ``GridSearchCV`` can tune ``reg``
-        and ``n_components`` without labels.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
-            Held-out rows.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        score : float
-        """
-        check_is_fitted(self)
-        X = validate_modal_data(self, X, reset=False)
-        check_same_namespace(
-            X, self, attribute="canonical_correlations_", method="score"
-        )
-        if get_array_namespace(X) is not None:
-            return score_xp(X, self.modalities_, self.means_, self.weights_)
-        projections, present = self._project(X)
-        correlations = []
-        for m, l in itertools.combinations(range(len(projections)), 2):
-            rows = present[:, m] & present[:, l]
-            for j in range(self.n_components):
-                correlations.append(
-                    _pearson(projections[m][rows, j], projections[l][rows, j])
-                )
-        return float(np.mean(correlations))
-
-    def get_feature_names_out(self, input_features=None):
-        """Names of the output columns.
-
-        ``"sharedprojection0"``, ... ; with ``output="concat"``,
-        ``"<modality>__sharedprojection0"``, ... so that a further
-        skcrossmodal step with ``modalities=None`` finds the modalities again.
-
-        Parameters
-        ----------
-        input_features : array-like of str or None, default=None
-            Only checked against the fitted feature names.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str objects
-        """
-        check_is_fitted(self)
-        from sklearn.utils.validation import _check_feature_names_in
-
-        _check_feature_names_in(self, input_features, generate_names=False)
-        prefix = type(self).__name__.lower()
-        names = [f"{prefix}{j}" for j in range(self.n_components)]
-        if self.output == "concat":
-            names = [f"{m}__{name}" for m in self.modalities_ for name in names]
-        return np.asarray(names, dtype=object)
+        with restore_on_error(self):
+            accumulator = self._accumulate(X, accumulator)
+        # The batch is in the statistics from here on, even if the solve
+        # below fails (more rows may make it succeed).
+        self._accumulator = accumulator
+        if not solve:
+            return self
+        with restore_on_error(self):
+            try:
+                return self._solve(accumulator)
+            except NotPositiveDefiniteError as exc:
+                raise NotPositiveDefiniteError(
+                    f"{exc} The batch's rows were added to the statistics: "
+                    "partial_fit with more rows (e.g. more rows than features "
+                    "in every modality) may succeed."
+                ) from exc
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -539,13 +464,9 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        # torch / CuPy / any array API input under array_api_dispatch: fit,
-        # partial_fit, transform and score with every solver (the exact ones
-        # by a Cholesky reduction, "gradient" by Adam in the namespace), for
-        # complete data and a numeric reg. reg="auto" (Ledoit-Wolf) is
-        # numpy-only.
-        reg = self.reg.values() if isinstance(self.reg, dict) else [self.reg]
-        tags.array_api_support = not any(isinstance(value, str) for value in reg)
+        # torch / CuPy / any array API input under array_api_dispatch, for a
+        # numeric reg: reg="auto" (Ledoit-Wolf) is numpy-only.
+        tags.array_api_support = not any_auto(self.reg)
         return tags
 
     # -- internals ---------------------------------------------------------
@@ -560,9 +481,76 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
             )
         return True
 
+    def _accumulate(self, X, accumulator):
+        """Validate X and add its rows to ``accumulator`` (a new one if None).
+
+        Returns the accumulator; on any error nothing is added to it.
+        """
+        first = accumulator is None
+        if is_dask_collection(X):
+            if isinstance(accumulator, ArrayAPIAccumulator):
+                accumulator.check_compatible(X, method="partial_fit")
+            validate_dask_data(self, X, reset=first)
+        else:
+            X = validate_modal_data(self, X, reset=first)
+            if not first:
+                _check_same_stream(accumulator, X)
+        if first:
+            self._check_params_against_modalities()
+            accumulator = self._new_accumulator(X)
+        if is_dask_collection(X):
+            return accumulate_dask(X, accumulator)
+        return accumulator.update(X)
+
+    def _new_accumulator(self, X):
+        if get_array_namespace(X) is not None:
+            if any_auto(self.reg):
+                raise ValueError(
+                    "Array API input (torch, CuPy, ...) needs a numeric reg; "
+                    f"got reg={self.reg!r}. reg='auto' (Ledoit-Wolf) needs "
+                    "fourth moments and is numpy-only: use a float or a dict "
+                    "of floats (e.g. the reg_ of a numpy fit on a subsample), "
+                    "or pass numpy input."
+                )
+            return ArrayAPIAccumulator(self.modalities_)
+        check_memory(self.n_features_in_)
+        return CovarianceAccumulator(
+            self.modalities_, self.n_features_in_, fourth_moments=any_auto(self.reg)
+        )
+
+    def _solve(self, accumulator):
+        """The closed form from ``accumulator``'s statistics, then the
+        fitted attributes (set together, at the end)."""
+        names = list(self.modalities_)
+        blocks = accumulator.blocks
+        with solver_threads(len(accumulator.columns)):
+            stats = accumulator.finalize()
+            loadings = LoadingsSource(stats.covariance, blocks)
+            solution = solve_statistics(
+                stats,
+                reg_values(self.reg, names),
+                names=names,
+                blocks=blocks,
+                n_components=self.n_components,
+                scale=self.scale,
+                solver="eigh" if self.solver == "eigh" else "svd",
+            )
+        self._mark_closed_form()
+        self.reg_ = dict(zip(names, solution.reg))
+        self.shrinkage_ = dict(zip(names, solution.shrinkage))
+        std = solution.std
+        return self._set_fitted(
+            solution.correlations,
+            {name: solution.weights[b, :] for name, b in zip(names, blocks)},
+            {name: stats.mean[b] for name, b in zip(names, blocks)},
+            {name: (None if std is None else std[b]) for name, b in zip(names, blocks)},
+            accumulator.n_samples_seen,
+            loadings,
+        )
+
     def _fit_gradient(self, X):
-        reg = self._reg_values()
-        if any(value == "auto" for value in reg):
+        reg = reg_values(self.reg, list(self.modalities_))
+        if any(is_auto(value) for value in reg):
             raise ValueError(
                 "reg='auto' needs every entry of the covariance (Ledoit-Wolf), "
                 "which solver='gradient' never forms. Give a number (e.g. the "
@@ -591,220 +579,36 @@ class SharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
         self.n_iter_ = result.n_iter
         self.loss_curve_ = result.loss_curve
         self.validation_scores_ = result.validation_scores
-        return self._set_solution(
-            names,
-            result.blocks,
+        blocks = result.blocks
+        return self._set_fitted(
             result.correlations,
-            result.weights,
-            result.mean,
-            result.std,
+            {name: result.weights[b, :] for name, b in zip(names, blocks)},
+            {name: result.mean[b] for name, b in zip(names, blocks)},
+            {
+                name: (result.std[b] if self.scale else None)
+                for name, b in zip(names, blocks)
+            },
             result.n_samples,
-        )
-
-    def _check_params_against_modalities(self):
-        names = list(self.modalities_)
-        narrowest = min(names, key=lambda name: len(self.modalities_[name]))
-        if self.n_components > len(self.modalities_[narrowest]):
-            raise ValueError(
-                f"n_components={self.n_components} is larger than modality "
-                f"{narrowest!r}, which has {len(self.modalities_[narrowest])} "
-                "feature(s). Choose n_components <= the narrowest modality's width."
-            )
-        if self.output not in ("mean", "concat") and self.output not in names:
-            raise ValueError(
-                f"output={self.output!r} is not 'mean', 'concat' or a modality "
-                f"name; modalities are {names}."
-            )
-        if isinstance(self.reg, dict):
-            unknown = set(self.reg) - set(names)
-            absent = set(names) - set(self.reg)
-            if unknown or absent:
-                raise ValueError(
-                    f"reg as a dict needs exactly one entry per modality {names}; "
-                    f"unknown: {sorted(unknown)}, missing: {sorted(absent)}."
-                )
-            for name, value in self.reg.items():
-                if not (value == "auto" or (isinstance(value, Real) and value >= 0)):
-                    raise ValueError(
-                        f"reg[{name!r}] must be a float >= 0 or 'auto', got {value!r}."
-                    )
-
-    def _reg_values(self):
-        if isinstance(self.reg, dict):
-            return [self.reg[name] for name in self.modalities_]
-        return [self.reg] * len(self.modalities_)
-
-    def _new_accumulator(self):
-        return CovarianceAccumulator(
-            self.modalities_,
-            self.n_features_in_,
-            fourth_moments=any(value == "auto" for value in self._reg_values()),
-        )
-
-    def _solve(self):
-        with solver_threads(len(self._accumulator.columns)):
-            return self._solve_statistics()
-
-    def _solve_statistics(self):
-        # A fresh covariance each time (partial_fit keeps only the sums), so
-        # it is scaled, regularised and equilibrated in place: the only
-        # D x D arrays of a fit are the accumulated Gram and this one.
-        stats = self._accumulator.finalize()
-        names = stats.names
-        covariance = stats.covariance
-        if self.scale:
-            std = np.sqrt(np.diag(covariance))
-            std = np.where(std > np.finfo(float).eps * max(std.max(), 1.0), std, 1.0)
-        else:
-            std = np.ones(covariance.shape[0])
-
-        self.reg_, self.shrinkage_ = {}, {}
-        for position, (name, value) in enumerate(zip(names, self._reg_values())):
-            shrinkage = 0.0
-            if value == "auto":
-                shrinkage, target = stats.ledoit_wolf_shrinkage(
-                    position, std[stats.blocks[position]]
-                )
-                value = shrinkage * target
-            self.reg_[name], self.shrinkage_[name] = float(value), float(shrinkage)
-
-        if self.scale:  # after Ledoit-Wolf, which reads the unscaled blocks
-            covariance /= std[:, None]
-            covariance /= std[None, :]
-        regularised = add_ridge(
-            covariance,
-            stats.blocks,
-            list(self.reg_.values()),
-            keep=[1.0 - shrinkage for shrinkage in self.shrinkage_.values()],
-            overwrite=True,
-        )
-        correlations, weights = solve(
-            regularised,
-            stats.blocks,
-            self.n_components,
-            names,
-            solver="eigh" if self.solver == "eigh" else "svd",
-            overwrite=True,
-        )
-        weights = weights / std[:, None]
-        self._mark_closed_form()
-        return self._set_solution(
-            names,
-            stats.blocks,
-            correlations,
-            weights,
-            stats.mean,
-            std,
-            self._accumulator.n_samples_seen,
+            None,
         )
 
     def _mark_closed_form(self):
         """A closed form is one pass, with no gradient-solver attributes."""
         for name in ("loss_curve_", "validation_scores_"):
-            if hasattr(self, name):
-                delattr(self, name)
+            self.__dict__.pop(name, None)
         self.n_iter_ = 1
 
-    def _check_array_api_reg(self):
-        if any(value == "auto" for value in self._reg_values()):
-            raise ValueError(
-                "Array API input (torch, CuPy, ...) needs a numeric reg; got "
-                f"reg={self.reg!r}. reg='auto' (Ledoit-Wolf) needs fourth "
-                "moments and is numpy-only: use a float or a dict of floats "
-                "(e.g. the reg_ of a numpy fit on a subsample), or pass numpy "
-                "input."
-            )
 
-    def _check_same_stream(self, X, xp):
-        """partial_fit: this batch is in the namespace and device of the sums."""
-        if isinstance(self._accumulator, ArrayAPIAccumulator):
-            self._accumulator.check_compatible(X, method="partial_fit")
-        elif xp is not None:
-            raise ValueError(
-                f"partial_fit got an array API batch ({type(X).__module__}."
-                f"{type(X).__name__}), but the earlier batches were numpy "
-                "arrays (or sparse / Dask), whose statistics are numpy arrays. "
-                "Every batch of partial_fit must come from the same array "
-                "namespace and device. Convert the batch, or call fit to start "
-                "again."
-            )
-
-    def _fit_array_api(self, X):
-        """Closed-form fit in X's own namespace and device (torch, CuPy, ...).
-
-        Covered: complete data (no missing modality), ``reg`` as floats,
-        ``scale``; the solver is the Cholesky reduction of the generalised
-        eigenproblem whatever ``solver`` says, so every regularised block must
-        be positive definite. The fitted arrays live on X's device. The sums
-        are those ``partial_fit`` keeps (``ArrayAPIAccumulator``), so
-        ``partial_fit`` after ``fit`` adds rows to them, as for numpy.
-        """
-        self._check_array_api_reg()
-        self._accumulator = ArrayAPIAccumulator(self.modalities_).update(X)
-        return self._solve_array_api()
-
-    def _solve_array_api(self):
-        reg = self._reg_values()
-        fitted = solve_accumulated(
-            self._accumulator,
-            [float(value) for value in reg],
-            n_components=self.n_components,
-            scale=self.scale,
+def _check_same_stream(accumulator, X):
+    """partial_fit: this batch is in the namespace and device of the sums."""
+    if isinstance(accumulator, ArrayAPIAccumulator):
+        accumulator.check_compatible(X, method="partial_fit")
+    elif get_array_namespace(X) is not None:
+        raise ValueError(
+            f"partial_fit got an array API batch ({type(X).__module__}."
+            f"{type(X).__name__}), but the earlier batches were numpy "
+            "arrays (or sparse / Dask), whose statistics are numpy arrays. "
+            "Every batch of partial_fit must come from the same array "
+            "namespace and device. Convert the batch, or call fit to start "
+            "again."
         )
-        self._mark_closed_form()
-        self.reg_ = {name: float(value) for name, value in zip(self.modalities_, reg)}
-        self.shrinkage_ = {name: 0.0 for name in self.modalities_}
-        return self._set_fitted(
-            fitted.correlations,
-            fitted.weights,
-            fitted.means,
-            fitted.scale or {name: None for name in self.modalities_},
-            fitted.n_samples,
-        )
-
-    def _set_solution(self, names, blocks, correlations, weights, mean, std, n_seen):
-        """Set the fitted attributes from stacked weights, means and scales."""
-        return self._set_fitted(
-            correlations,
-            {name: weights[block, :] for name, block in zip(names, blocks)},
-            {name: mean[block] for name, block in zip(names, blocks)},
-            {
-                name: (std[block] if self.scale else None)
-                for name, block in zip(names, blocks)
-            },
-            n_seen,
-        )
-
-    def _set_fitted(self, correlations, weights, means, scale, n_seen):
-        """Set the fitted attributes from per-modality dicts."""
-        self.canonical_correlations_ = correlations
-        self.weights_ = weights
-        self.means_ = means
-        self.scale_ = scale
-        self.n_samples_seen_ = n_seen
-        self._n_features_out = (
-            self.n_components * len(weights)
-            if self.output == "concat"
-            else self.n_components
-        )
-        return self
-
-    def _project(self, X):
-        """Per-modality projections (NaN rows where missing) and presence."""
-        present = check_finite_blocks(X, self.modalities_)
-        projections = []
-        for position, (name, indices) in enumerate(self.modalities_.items()):
-            weights = self.weights_[name].astype(X.dtype, copy=False)
-            offset = self.means_[name].astype(X.dtype, copy=False) @ weights
-            block = take_columns(X, indices)
-            projection = np.asarray(block @ weights) - offset
-            projection[~present[:, position]] = np.nan
-            projections.append(projection)
-        return projections, present
-
-
-def _pearson(a, b):
-    a = a - a.mean()
-    b = b - b.mean()
-    denominator = np.sqrt((a @ a) * (b @ b))
-    return float(a @ b / denominator) if denominator > 0 else 0.0

@@ -192,11 +192,64 @@ def with_values(change):
     return make
 
 
+def _with_physical_memory(n_bytes, run):
+    """``run`` on a machine that reports ``n_bytes`` of physical memory."""
+
+    def patched(subject):
+        from skcrossmodal import _closed_form
+
+        real = _closed_form.physical_memory
+        _closed_form.physical_memory = lambda: n_bytes
+        try:
+            run(subject)
+        finally:
+            _closed_form.physical_memory = real
+
+    return patched
+
+
 def numpy_frame():
     return frame().to_numpy()
 
 
 CASES = [
+    # -- the numerical core: float64's range, reserved names, memory ----------
+    # (issue 13: where float64 cannot hold the answer, a clear error)
+    Case(
+        "values near 1e+200 (their squares overflow)",
+        fit_with(X=lambda: frame() * 1e200, params={"reg": 0.1}),
+        ValueError,
+        "overflowed.*Rescale",
+        applies=lambda s: s.projects,
+    ),
+    Case(
+        "values near 1e-161 (their squares underflow)",
+        fit_with(X=lambda: frame() * 1e-161, params={"reg": 0.0}),
+        ValueError,
+        "normal range.*Rescale",
+        applies=lambda s: s.projects,
+    ),
+    Case(
+        "output='mean' when a modality is named 'mean'",
+        fit_with(
+            X=lambda: frame().to_numpy(),
+            params={
+                "modalities": {"mean": [0, 1, 2], "b": [3, 4, 5]},
+                "output": "mean",
+            },
+        ),
+        ValueError,
+        "output='mean' is ambiguous.*Rename the modality",
+        applies=lambda s: s.name == "SharedProjection",
+    ),
+    Case(
+        "a closed form wider than the machine's memory",
+        lambda subject: _with_physical_memory(1024, fit_with())(subject),
+        MemoryError,
+        "GradientSharedProjection",
+        applies=lambda s: s.projects,
+    ),
+    # -- end of the numerical core's block -------------------------------------
     # -- wrong modalities ---------------------------------------------------
     Case(
         "unknown column name",

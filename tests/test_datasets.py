@@ -8,7 +8,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-from skcrossmodal.datasets import load_emoji, load_multiple_features
+from skcrossmodal.datasets import load_emoji, load_multiple_features, load_speech
 
 EMOJI_COUNTS = {
     "Smileys & Emotion": 169,
@@ -333,6 +333,131 @@ def test_multiple_features_rejects_non_bool(param):
         load_multiple_features(**{param: 1})
 
 
+# -------------------------------------------------------------------- speech
+
+SPEECH_WORD_COUNTS = {
+    "number": 32,
+    "ordinal": 31,
+    "month": 12,
+    "weekday": 7,
+    "letter": 27,
+    "symbol": 34,
+    "nato": 27,
+    "other word": 12,
+}
+
+
+def test_speech_words_bunch():
+    speech = load_speech()
+    n = sum(SPEECH_WORD_COUNTS.values())
+    assert n == 182
+    assert speech.data.shape == (n, 212) and speech.data.dtype == np.float32
+    assert speech.target.shape == (n,) and speech.target.dtype == np.int64
+    assert speech.text.shape == speech.name.shape == speech.duration.shape == (n,)
+    assert speech.audio.shape == (n,) and speech.audio.dtype == object
+    assert speech.sample_rate == 8000
+    assert len(speech.feature_names) == 212 and speech.frame is None
+    names = speech.target_names[speech.target]
+    counts = dict(zip(*np.unique(names, return_counts=True), strict=True))
+    assert {str(k): int(v) for k, v in counts.items()} == SPEECH_WORD_COUNTS
+    for clip, duration in zip(speech.audio, speech.duration, strict=True):
+        assert clip.dtype == np.float64 and clip.ndim == 1
+        assert np.abs(clip).max() < 1
+        # Trimmed, never longer than the recording; real speech, not silence.
+        assert 0.3 * speech.sample_rate < len(clip) <= duration * speech.sample_rate
+        assert np.sqrt(np.mean(clip**2)) > 0.01
+
+
+def test_speech_known_transcripts():
+    speech = load_speech()
+    by_name = dict(zip(speech.name.tolist(), speech.text.tolist(), strict=True))
+    category = dict(
+        zip(speech.name.tolist(), speech.target_names[speech.target], strict=True)
+    )
+    expected = {
+        "digits/0": ("zero", "number"),
+        "digits/7": ("seven", "number"),
+        "digits/h-3": ("third", "ordinal"),
+        "digits/mon-0": ("January", "month"),
+        "digits/day-0": ("Sunday", "weekday"),
+        "letters/q": ("q", "letter"),
+        "letters/ascii63": ("question mark", "symbol"),
+        "phonetic/b_p": ("bravo", "nato"),
+        "digits/today": ("today", "other word"),
+    }
+    for name, (text, label) in expected.items():
+        assert (by_name[name], category[name]) == (text, label)
+
+
+def test_speech_all_subset():
+    speech = load_speech(subset="all")
+    words = load_speech()
+    assert speech.data.shape == (568, 212)
+    assert speech.audio is None
+    assert len(speech.target_names) == 10
+    counts = np.bincount(speech.target, minlength=10)
+    assert counts.sum() == 568 and counts.min() > 0
+    # The words are the first rows, identical in both subsets.
+    np.testing.assert_array_equal(speech.data[:182], words.data)
+    assert speech.name[:182].tolist() == words.name.tolist()
+    assert "phrase" in speech.target_names[speech.target[182:]]
+    # A few phrases, with their exact transcripts.
+    by_name = dict(zip(speech.name.tolist(), speech.text.tolist(), strict=True))
+    assert by_name["auth-thankyou"] == "Thank you."
+    assert by_name["agent-pass"].startswith("Please enter your password")
+    assert 1500 < speech.duration.sum() < 1560  # 25.5 minutes of sound
+
+
+def test_speech_features_are_those_of_the_bundled_clips():
+    # The build recipe, checked: the bundled features are AudioFeaturizer's
+    # on the bundled clips, with the recorded parameters (float32 storage).
+    from skcrossmodal.audio import AudioFeaturizer
+
+    speech = load_speech()
+    assert speech.feature_params == {"sample_rate": 8000}
+    featurizer = AudioFeaturizer(**speech.feature_params)
+    X = featurizer.transform(list(speech.audio[::9]))
+    np.testing.assert_allclose(
+        speech.data[::9], X, rtol=1e-5, atol=1e-5 * np.abs(X).max()
+    )
+    assert speech.feature_names == list(featurizer.get_feature_names_out())
+
+
+def test_speech_as_frame_and_return_X_y():
+    pytest.importorskip("pandas")
+    speech = load_speech(as_frame=True)
+    frame = speech.frame
+    assert list(frame.columns[:3]) == ["text", "audio", "logmel0_mean"]
+    assert str(frame.columns[-1]) == "target"
+    assert frame.shape == (182, 2 + 212 + 1)
+    np.testing.assert_array_equal(frame["audio"].iloc[5], load_speech().audio[5])
+    X, y = load_speech(subset="all", as_frame=True, return_X_y=True)
+    assert list(X.columns[:2]) == ["text", "logmel0_mean"]
+    assert X.shape == (568, 213) and y.shape == (568,)
+    X, y = load_speech(return_X_y=True)
+    assert X.shape == (182, 212) and y.dtype == np.int64
+
+
+def test_speech_descr_has_licence_and_attribution():
+    descr = load_speech().DESCR
+    for needle in ("Allison Smith", "Digium", "CC-BY-SA-3.0",
+                   "creativecommons.org/licenses/by-sa/3.0",
+                   "asterisk-core-sounds-en-wav 1.6.1-1"):  # fmt: skip
+        assert needle in descr
+
+
+def test_speech_fresh_and_bad_arguments():
+    first = load_speech()
+    first.audio[0][:] = 0.0
+    first.data[:] = 0.0
+    second = load_speech()
+    assert np.abs(second.audio[0]).max() > 0 and np.abs(second.data).max() > 0
+    with pytest.raises(ValueError, match="`subset` must be one of"):
+        load_speech(subset="digits")
+    with pytest.raises(ValueError, match="`as_frame` must be True or False"):
+        load_speech(as_frame="yes")
+
+
 # ------------------------------------------------------------------- shared
 
 
@@ -341,9 +466,10 @@ def test_loaders_do_not_import_pandas_without_as_frame():
     # pandas in when as_frame=False.
     code = (
         "import sys\n"
-        "from skcrossmodal.datasets import load_emoji, load_multiple_features\n"
+        "from skcrossmodal.datasets import (load_emoji, load_multiple_features,\n"
+        "    load_speech)\n"
         "before = 'pandas' in sys.modules\n"
-        "load_emoji(); load_multiple_features()\n"
+        "load_emoji(); load_multiple_features(); load_speech(subset='all')\n"
         "assert ('pandas' in sys.modules) == before, 'pandas was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -353,7 +479,9 @@ def test_bundled_files_are_small():
     from importlib import resources
 
     data = resources.files("skcrossmodal.datasets").joinpath("data")
-    for name in ("emoji.npz", "multiple_features.npz"):
+    for name in ("emoji.npz", "multiple_features.npz", "speech.npz"):
         size = len(data.joinpath(name).read_bytes())
         assert size < 4_000_000, (name, size)
-    assert "CC-BY 4.0" in data.joinpath("LICENSES.md").read_text(encoding="utf-8")
+    licences = data.joinpath("LICENSES.md").read_text(encoding="utf-8")
+    assert "CC-BY 4.0" in licences
+    assert "CC-BY-SA-3.0" in licences and "Allison Smith" in licences

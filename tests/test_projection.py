@@ -483,16 +483,24 @@ def test_ill_conditioned_block_keeps_correlations():
     )
 
 
-def test_partial_fit_after_a_failed_fit_starts_afresh():
-    """A fit that fails (here on a row with no modality) discards the
-    statistics of the fit before it: partial_fit then starts a new stream."""
+def test_a_failed_fit_leaves_the_previous_model_and_partial_fit_starts_afresh():
+    """A fit that fails (here on a row with no modality) leaves the model it
+    would have replaced exactly as it was; fit keeps no statistics, so a
+    partial_fit after it starts a new stream, with a warning that says so."""
     X, _, modalities = make_views(n=400)
     model = SharedProjection(2, modalities=modalities, reg=0.1).fit(X[:200])
+    before = {k: np.copy(v) for k, v in model.weights_.items()}
+    state_keys = set(vars(model))
     broken = X[200:].copy()
     broken[5] = np.nan
     with pytest.raises(ValueError, match="no modality present"):
         model.fit(broken)
-    model.partial_fit(X[200:])
+    assert set(vars(model)) == state_keys
+    for name, weights in before.items():
+        np.testing.assert_array_equal(model.weights_[name], weights)
+    np.testing.assert_allclose(model.transform(X[:5]), model.transform(X[:5]))
+    with pytest.warns(UserWarning, match="partial_fit after fit starts a new"):
+        model.partial_fit(X[200:])
     fresh = SharedProjection(2, modalities=modalities, reg=0.1).fit(X[200:])
     np.testing.assert_allclose(
         model.canonical_correlations_, fresh.canonical_correlations_, rtol=1e-12
@@ -509,22 +517,100 @@ def test_dense_solve_of_small_problems_runs_on_one_blas_thread(
     caller's threads; either way the caller's setting is restored."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from skcrossmodal import projection
+    from skcrossmodal import _closed_form
 
     def blas_threads():
         return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
 
     seen = set()
-    real_solve = projection.solve
+    real_solve = _closed_form.solve
 
     def recording_solve(*args, **kwargs):
         seen.update(blas_threads())
         return real_solve(*args, **kwargs)
 
-    monkeypatch.setattr(projection, "solve", recording_solve)
+    monkeypatch.setattr(_closed_form, "solve", recording_solve)
     X, _, modalities = make_views(n=2000, widths=(width, width))
     with threadpool_limits(limits=2, user_api="blas"):
         SharedProjection(2, modalities=modalities, reg=0.1).fit(X)
         after = blas_threads()
     assert seen == {expected_threads}
     assert after == {2}
+
+
+def test_concurrent_fits_leave_the_blas_thread_limit_as_it_was():
+    """Fits running at once in threads (GridSearchCV's threading backend)
+    each limit the small solve to one BLAS thread; the process's setting is
+    the caller's again once they are all done, however they interleave."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    X, _, modalities = make_views(n=3000, widths=(30, 30))
+    expected = SharedProjection(2, modalities=modalities, reg=0.1).fit(X)
+    with threadpool_limits(limits=2, user_api="blas"):
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            fitted = list(
+                pool.map(
+                    lambda _: SharedProjection(2, modalities=modalities, reg=0.1).fit(
+                        X
+                    ),
+                    range(24),
+                )
+            )
+        assert blas_threads() == {2}
+    for model in fitted:
+        np.testing.assert_allclose(
+            model.canonical_correlations_, expected.canonical_correlations_, rtol=1e-10
+        )
+
+
+@pytest.mark.parametrize("scale", [False, True])
+@pytest.mark.parametrize("missing", [False, True])
+def test_loadings_are_the_structure_correlations(scale, missing):
+    """loadings_[m][j, c] is the Pearson correlation of feature j with
+    component c of modality m's projection, over the rows carrying m,
+    as np.corrcoef computes it from the data (units do not matter)."""
+    X, _, modalities = make_views(n=500, widths=(6, 4, 5), offset=3.0)
+    X[:, 2] *= 1e6  # a feature in other units
+    if missing:
+        X[:60, 6:10] = np.nan  # modality m1 missing in some rows
+    model = SharedProjection(3, modalities=modalities, reg=0.1, scale=scale).fit(X)
+    for name, columns in modalities.items():
+        block = X[:, columns]
+        rows = ~np.isnan(block).any(axis=1)
+        projection = (block[rows] - model.means_[name]) @ model.weights_[name]
+        expected = np.array(
+            [
+                [np.corrcoef(block[rows, j], projection[:, c])[0, 1] for c in range(3)]
+                for j in range(block.shape[1])
+            ]
+        )
+        np.testing.assert_allclose(model.loadings_[name], expected, atol=1e-10)
+
+
+def test_partial_fit_without_solving_defers_the_solve_to_the_last_batch():
+    """solve=False only grows the statistics: the model stays as it was
+    (unfitted before any solve), and the batch that solves gives fit's
+    answer on every row so far."""
+    X, _, modalities = make_views(n=1000)
+    model = SharedProjection(2, modalities=modalities, reg=0.1)
+    for start in range(0, 800, 100):
+        model.partial_fit(X[start : start + 100], solve=False)
+    assert not hasattr(model, "canonical_correlations_")
+    model.partial_fit(X[800:900])
+    solved_at_900 = model.canonical_correlations_.copy()
+    model.partial_fit(X[900:], solve=False)
+    np.testing.assert_array_equal(model.canonical_correlations_, solved_at_900)
+    assert model.n_samples_seen_ == 900
+    model.partial_fit(X[900:901], solve=True)
+    expected = SharedProjection(2, modalities=modalities, reg=0.1).fit(
+        np.vstack([X, X[900:901]])
+    )
+    np.testing.assert_allclose(
+        model.canonical_correlations_, expected.canonical_correlations_, rtol=1e-10
+    )
+    assert model.n_samples_seen_ == 1001

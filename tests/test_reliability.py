@@ -1,0 +1,151 @@
+"""No silent wrong answer from the shared projection: properties over classes
+of awkward input, each compared with an independent computation.
+
+* scale: any units float64 can square give the answer of units 1; beyond
+  them, a clear error (never a quietly inaccurate fit);
+* atomic state: a refused batch or fit leaves the estimator exactly as it was;
+* undefined is not zero: a score with nothing to measure is NaN, with a
+  warning.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from skcrossmodal import SharedProjection
+
+MODALITIES = {"a": slice(0, 5), "b": slice(5, 9)}
+
+
+def make_data(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 2)) * [2.0, 1.0]
+    a = latent @ rng.normal(size=(2, 5)) + rng.normal(size=(n, 5))
+    b = latent @ rng.normal(size=(2, 4)) + rng.normal(size=(n, 4))
+    return np.hstack([a, b])
+
+
+def reference_correlations(X, k=2):
+    """Plain CCA by scipy's dense generalised eigensolver, in units of 1."""
+    from scipy import linalg
+
+    Xa, Xb = X[:, :5], X[:, 5:]
+    Xa = Xa - Xa.mean(0)
+    Xb = Xb - Xb.mean(0)
+    n = X.shape[0]
+    Caa, Cbb, Cab = Xa.T @ Xa / n, Xb.T @ Xb / n, Xa.T @ Xb / n
+    M = linalg.solve(Caa, Cab) @ linalg.solve(Cbb, Cab.T)
+    values = np.sort(np.sqrt(np.abs(np.linalg.eigvals(M).real)))[::-1]
+    return values[:k]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    exponents=st.lists(
+        st.integers(min_value=-140, max_value=150), min_size=9, max_size=9
+    ),
+    scale=st.booleans(),
+)
+def test_any_units_float64_can_square_give_the_units_one_answer(exponents, scale):
+    """Each feature in its own units, from 1e-140 to 1e150: the canonical
+    correlations are those of the unscaled data (they are invariant to
+    units), and the projections of the same rows are the same."""
+    X = make_data()
+    units = 10.0 ** np.asarray(exponents, dtype=float)
+    model = SharedProjection(2, modalities=MODALITIES, scale=scale).fit(X * units)
+    np.testing.assert_allclose(
+        model.canonical_correlations_, reference_correlations(X), rtol=1e-9
+    )
+    plain = SharedProjection(2, modalities=MODALITIES, scale=scale).fit(X)
+    np.testing.assert_allclose(
+        model.transform(X * units), plain.transform(X), rtol=1e-7, atol=1e-9
+    )
+
+
+@pytest.mark.parametrize(
+    "factor, match",
+    [(1e160, "overflowed"), (1e200, "overflowed"), (1e-150, "normal range")],
+)
+@pytest.mark.parametrize("scale", [False, True])
+def test_units_float64_cannot_square_are_a_clear_error(factor, match, scale):
+    X = make_data() * factor
+    with pytest.raises(ValueError, match=match):
+        SharedProjection(2, modalities=MODALITIES, scale=scale).fit(X)
+
+
+def _state(model):
+    return pickle.dumps(model.__dict__)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    kind=st.sampled_from(["inf", "partial-nan", "empty-row"]),
+    where=st.floats(min_value=0.0, max_value=0.999),
+    batch_rows=st.sampled_from([10, 300, 3000]),
+)
+def test_a_refused_partial_fit_batch_leaves_the_model_as_it_was(
+    kind, where, batch_rows
+):
+    """Whatever the bad row's place in the batch (first chunk or any later
+    one), the statistics and the fitted model are byte for byte those before
+    the call, and the stream goes on as if the batch had never come."""
+    X = make_data(n=600 + batch_rows, seed=1)
+    model = SharedProjection(2, modalities=MODALITIES, reg=0.1)
+    model.partial_fit(X[:300])
+    before = _state(model)
+    batch = X[300 : 300 + batch_rows].copy()
+    row = int(where * batch_rows)
+    if kind == "inf":
+        batch[row, 7] = np.inf
+    elif kind == "partial-nan":
+        batch[row, 1] = np.nan
+    else:
+        batch[row, :] = np.nan
+    with pytest.raises(ValueError):
+        model.partial_fit(batch)
+    assert _state(model) == before
+    model.partial_fit(X[300 + batch_rows :])
+    expected = SharedProjection(2, modalities=MODALITIES, reg=0.1).fit(
+        np.vstack([X[:300], X[300 + batch_rows :]])
+    )
+    np.testing.assert_allclose(
+        model.canonical_correlations_, expected.canonical_correlations_, rtol=1e-10
+    )
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    pattern=st.lists(st.sampled_from(["a", "b"]), min_size=2, max_size=30),
+)
+def test_a_score_with_nothing_to_measure_is_nan_with_a_warning(pattern):
+    """Rows that never carry both modalities: no correlation exists, so the
+    score is NaN (GridSearchCV then ranks the candidate last), never 0."""
+    X = make_data()
+    model = SharedProjection(2, modalities=MODALITIES, reg=0.1).fit(X)
+    held_out = X[: len(pattern)].copy()
+    for row, present in enumerate(pattern):
+        if present == "a":
+            held_out[row, 5:] = np.nan
+        else:
+            held_out[row, :5] = np.nan
+    with pytest.warns(UserWarning, match="cannot be measured"):
+        score = model.score(held_out)
+    assert np.isnan(score)
+
+
+def test_a_score_on_constant_projections_is_nan_with_a_warning():
+    X = make_data()
+    model = SharedProjection(2, modalities=MODALITIES, reg=0.1).fit(X)
+    constant = np.tile(X[:1], (20, 1))
+    with pytest.warns(UserWarning, match="constant"):
+        assert np.isnan(model.score(constant))
+    # Paired, varying rows are measured as before: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert 0 < model.score(X) <= 1
