@@ -11,7 +11,9 @@ that none is forgotten). A check an estimator cannot pass is listed in
 ``EXPECTED_FAILED`` with the reason.
 """
 
+import importlib
 import inspect
+import pkgutil
 
 from sklearn.base import BaseEstimator
 from sklearn.preprocessing import StandardScaler
@@ -25,8 +27,10 @@ from skcrossmodal import (
     LateFusionClassifier,
     LateFusionRegressor,
     SharedProjection,
+    SharedProjectionCV,
     WeightedFusion,
 )
+from skcrossmodal.audio import AudioFeaturizer
 from skcrossmodal.compose import ModalityBranch
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
@@ -42,6 +46,8 @@ ESTIMATORS = [
     CrossModalTransferClassifier(SharedProjection(n_components=1, modalities=EVEN_ODD)),
     CrossModalTransferRegressor(SharedProjection(n_components=1, modalities=EVEN_ODD)),
     ModalityBranch(StandardScaler()),
+    SharedProjectionCV([0.1, 1.0], n_components=1, modalities=EVEN_ODD, cv=2),
+    AudioFeaturizer(sample_rate=100, frame_length=0.05, hop_length=0.02),
 ]
 
 EXPECTED_FAILED = {
@@ -51,6 +57,10 @@ EXPECTED_FAILED = {
         # SelfTrainingClassifier by name for the same reason), so a single
         # class is left to learn.
         "check_classifiers_classes": "-1 marks unlabelled rows (y == -1)",
+    },
+    "AudioFeaturizer": {
+        "check_n_features_in": "raw audio: a clip's length is not a feature count",
+        "check_n_features_in_after_fitting": "raw audio: clips may change length",
     },
 }
 
@@ -65,9 +75,14 @@ def test_sklearn_compatible(estimator, check):
 
 
 def test_every_public_estimator_is_checked():
+    modules = [skcrossmodal] + [
+        importlib.import_module(f"skcrossmodal.{info.name}")
+        for info in pkgutil.iter_modules(skcrossmodal.__path__)
+        if not info.name.startswith("_")
+    ]
     public = {
         name
-        for module in (skcrossmodal, skcrossmodal.compose)
+        for module in modules
         for name, obj in vars(module).items()
         if inspect.isclass(obj)
         and issubclass(obj, BaseEstimator)

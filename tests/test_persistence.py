@@ -19,9 +19,11 @@ from skcrossmodal import (
     LateFusionClassifier,
     LateFusionRegressor,
     SharedProjection,
+    SharedProjectionCV,
     WeightedFusion,
     make_modality_transformer,
 )
+from skcrossmodal.audio import AudioFeaturizer
 from skcrossmodal.compose import ModalityBranch, ModalityColumnTransformer
 from skcrossmodal.exceptions import InconsistentVersionWarning
 
@@ -91,10 +93,11 @@ def test_model_from_another_version_warns_clearly(saved_version):
 
 # -- skops: a format that does not run code when loaded ---------------------------
 
-# skops refuses every type it does not know unless the caller trusts it. These
-# are the only types a skcrossmodal model adds to scikit-learn's and numpy's:
-# its own estimator classes (module and name as type(...) gives them).
-SKCROSSMODAL_TYPES = {
+# skops refuses every type it does not know unless the caller trusts it. A
+# skcrossmodal model adds to scikit-learn's and numpy's types only its own
+# classes: its estimators, and the private classes that hold their fitted
+# state (e.g. the shared space of a SharedProjection).
+SKCROSSMODAL_ESTIMATORS = {
     f"{cls.__module__}.{cls.__qualname__}"
     for cls in (
         ConcatFusion,
@@ -106,19 +109,10 @@ SKCROSSMODAL_TYPES = {
         WeightedFusion,
         ModalityBranch,
         ModalityColumnTransformer,
+        SharedProjectionCV,
+        AudioFeaturizer,
     )
 }
-
-# The fitted SharedProjection keeps its modality blocks as slices whose bounds
-# are numpy ints (skcrossmodal/_statistics.py, CovarianceAccumulator.__init__:
-# `slice(stop - w, stop)` with `stops` from np.cumsum), which skops cannot
-# write (its slice node is JSON). The fix, `slice(int(stop - w), int(stop))`,
-# belongs to that module; strict, so this test fails once it is fixed.
-_INT64_SLICES = pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="CovarianceAccumulator.blocks holds slices of np.int64 (skops: JSON)",
-)
 
 
 def skops_estimators():
@@ -134,6 +128,11 @@ def skops_estimators():
     cases = [(estimator, X) for estimator in estimators]
     cases.append((ModalityBranch(StandardScaler()).fit(frame), frame))
     cases.append((pipeline, frame))
+    cv_model = SharedProjectionCV([0.1, 1.0], n_components=1, modalities=EVEN_ODD)
+    cases.append((cv_model.fit(X), X))
+    clips = np.random.default_rng(1).normal(size=(10, 100))
+    featurizer = AudioFeaturizer(sample_rate=100, frame_length=0.05, hop_length=0.02)
+    cases.append((featurizer.fit(clips), clips))
     return cases
 
 
@@ -147,18 +146,16 @@ _CASE_NAMES = [
     "CrossModalTransferRegressor",
     "ModalityBranch",
     "pipeline",
+    "SharedProjectionCV",
+    "AudioFeaturizer",
 ]
-_WITH_PROJECTION = {
-    "SharedProjection",
-    "CrossModalTransferClassifier",
-    "CrossModalTransferRegressor",
-}
+_KNOWN_FAILURES = {}
 
 
 @pytest.mark.parametrize(
     "case",
     [
-        pytest.param(i, marks=_INT64_SLICES if name in _WITH_PROJECTION else ())
+        pytest.param(i, marks=_KNOWN_FAILURES.get(name, ()))
         for i, name in enumerate(_CASE_NAMES)
     ],
     ids=_CASE_NAMES,
@@ -169,11 +166,10 @@ def test_skops_round_trip_trusting_only_skcrossmodal_types(case, tmp_path):
     path = tmp_path / "model.skops"
     sio.dump(estimator, path)
     untrusted = set(sio.get_untrusted_types(file=path))
-    # Nothing beyond the declared skcrossmodal classes needs trusting.
-    assert untrusted <= SKCROSSMODAL_TYPES
-    assert type(estimator).__module__.split(".")[0] != "skcrossmodal" or (
-        f"{type(estimator).__module__}.{type(estimator).__qualname__}" in untrusted
-    )
+    # Nothing but skcrossmodal's own classes needs trusting.
+    assert all(name.startswith("skcrossmodal.") for name in untrusted), untrusted
+    own = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
+    assert own in untrusted or own not in SKCROSSMODAL_ESTIMATORS
     with pytest.raises(Exception, match="[Uu]ntrusted"):
         sio.load(path)  # refuses unknown types unless they are trusted
     loaded = sio.load(path, trusted=sorted(untrusted))
