@@ -7,7 +7,9 @@ Build (warnings are errors, as in CI)::
 
 Nothing is fetched from the network at build time: no intersphinx, and the
 figures are drawn by the example code itself (matplotlib's plot directive).
-The HTML pages load MathJax from its CDN when they are *viewed*.
+Nor when the pages are viewed: MathJax is served from the build's own
+``_static/mathjax`` (shipped by the sphinx-mathjax-offline package of the
+[docs] extra), so the equations render offline.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    # Copies MathJax 3 into _static/mathjax: no CDN (its module name has
+    # dashes; Sphinx imports it by that name).
+    "sphinx-mathjax-offline",
     "numpydoc",
     "matplotlib.sphinxext.plot_directive",
 ]
@@ -123,6 +128,10 @@ def _quote_fitted_names(app, what, name, obj, options, lines):
 
 
 def setup(app):
+    # The SVG output draws glyphs from the font data inside its script; the
+    # CommonHTML output (the extension's default) needs web fonts that the
+    # package does not ship.
+    app.config.mathjax_path = "mathjax/tex-svg.js"
     app.connect("autodoc-skip-member", _skip_member)
     # Before numpydoc (priority 500) turns the docstring into reST.
     app.connect("autodoc-process-docstring", _quote_fitted_names, priority=100)

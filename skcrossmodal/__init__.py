@@ -7,7 +7,7 @@ estimators that take one 2-D ``X``.
 
 from ._projection_cv import SharedProjectionCV
 from ._version import __version__
-from .compose import make_modality_transformer
+from .compose import ModalityBranch, make_modality_transformer
 from .deep import DeepSharedProjection
 from .fusion import (
     ConcatFusion,
@@ -27,6 +27,7 @@ __all__ = [
     "GradientSharedProjection",
     "LateFusionClassifier",
     "LateFusionRegressor",
+    "ModalityBranch",
     "SharedProjection",
     "SharedProjectionCV",
     "WeightedFusion",

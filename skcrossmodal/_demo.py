@@ -84,7 +84,6 @@ def _run(figure_path, seed):
             "installed. `pip install 'skcrossmodal[demo]'` adds it (and "
             "matplotlib, for the figure)."
         ) from None
-    from sklearn.dummy import DummyClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
     from sklearn.pipeline import make_pipeline
@@ -122,8 +121,8 @@ def _run(figure_path, seed):
 
     rows = []
     with _step(4, total, "cross-modal retrieval on the held-out emoji"):
-        rng = np.random.default_rng(seed)
-        unaligned = _unaligned_baseline(X_train, X_test, seed)
+        mapped = _ridge_map_baseline(X_train, X_test)
+        n_gallery = len(test)
         # Paired relevance (the same emoji) is read by recall@k, label
         # relevance (the same category) by mAP.
         tasks = (
@@ -140,21 +139,22 @@ def _run(figure_path, seed):
                     y_query=labels,
                     k=(1, 10),
                 )
-                raw = evaluate_embeddings(
-                    unaligned[query], unaligned[gallery], labels, labels, k=(1, 10)
-                )
-                noise = rng.normal(size=(len(test), N_COMPONENTS))
-                chance = evaluate_embeddings(
-                    noise, rng.normal(size=noise.shape), labels, labels, k=(1, 10)
+                predicted, actual = mapped[query, gallery]
+                baseline = evaluate_embeddings(
+                    predicted, actual, labels, labels, k=(1, 10)
                 )
                 for metric in metrics:
                     name = "mAP" if metric == "mean_average_precision" else metric
+                    if metric == "mean_average_precision":
+                        chance = expected_mean_average_precision(y[test], y[test])
+                    else:
+                        chance = expected_recall_at_k(int(metric[7:]), n_gallery)
                     rows.append(
                         {
                             "task": f"{query}->{gallery} {name} ({relevance})",
                             "skcrossmodal": ours[metric],
-                            "baseline": raw[metric],
-                            "chance": chance[metric],
+                            "baseline": baseline[metric],
+                            "chance": chance,
                         }
                     )
 
@@ -174,13 +174,12 @@ def _run(figure_path, seed):
             StandardScaler(), LogisticRegression(max_iter=3000)
         ).fit(X_train[image_columns], y[train])
         own_accuracy = own_labels.score(X_test[image_columns], y[test])
-        majority = DummyClassifier().fit(X_train, y[train]).score(X_test, y[test])
     rows.append(
         {
             "task": "image category, labels from text only (accuracy)",
             "skcrossmodal": transfer_accuracy,
             "baseline": own_accuracy,
-            "chance": majority,
+            "chance": expected_accuracy_of_guessing(y[train], y[test]),
         }
     )
 
@@ -188,54 +187,150 @@ def _run(figure_path, seed):
     print()
     print(table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="-"))
     print(
-        "\nbaseline: for retrieval, each modality reduced to the same width by its "
-        "own PCA (no shared space);\n          for transfer, the same classifier "
-        "trained on the images' own labels (what transfer approaches).\n"
-        "chance: random embeddings (retrieval), the majority class (accuracy)."
+        "\nbaseline: for retrieval, a ridge regression from the query modality's "
+        "features to the\n          gallery modality's, fitted on the training "
+        "pairs (no shared space);\n          for transfer, the same classifier "
+        "trained on the images' own labels\n          (what transfer approaches, "
+        "without any image label).\n"
+        "chance: the expected value of a random ranking (recall@k = k / "
+        f"{len(test)}; mAP from each\n        query's number of same-category "
+        "items) and of guessing categories at\n        the training frequencies "
+        "(accuracy); exact, not a random draw."
     )
-    _figure(figure_path, projection, X_test, y[test], emoji.target_names, table)
+    _figure(
+        figure_path,
+        projection,
+        X_test,
+        y[test],
+        emoji.target_names,
+        table,
+        texts=np.asarray(emoji.text)[test],
+        images=emoji.images[test],
+    )
     return 0
 
 
-def _unaligned_baseline(X_train, X_test, seed):
-    """Each modality's own PCA to the shared width: no alignment is learned."""
-    from sklearn.decomposition import PCA
+def _ridge_map_baseline(X_train, X_test):
+    """Retrieval without a shared space: regress one modality on the other.
 
-    embeddings = {}
-    for modality in ("text", "image"):
-        columns = [c for c in X_train.columns if c.startswith(f"{modality}__")]
-        pca = PCA(N_COMPONENTS, random_state=seed).fit(X_train[columns])
-        embeddings[modality] = pca.transform(X_test[columns])
-    return embeddings
+    For each direction, a RidgeCV maps the query modality's features to the
+    gallery modality's (fitted on the training pairs); the gallery is ranked
+    by cosine between each query's predicted features and the gallery's
+    actual ones. Returns {(query, gallery): (predicted, actual)}.
+    """
+    from sklearn.linear_model import RidgeCV
+
+    columns = {
+        modality: [c for c in X_train.columns if c.startswith(f"{modality}__")]
+        for modality in ("text", "image")
+    }
+    mapped = {}
+    for query, gallery in (("text", "image"), ("image", "text")):
+        ridge = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit(
+            X_train[columns[query]].to_numpy(), X_train[columns[gallery]].to_numpy()
+        )
+        mapped[query, gallery] = (
+            ridge.predict(X_test[columns[query]].to_numpy()),
+            X_test[columns[gallery]].to_numpy(),
+        )
+    return mapped
 
 
-def _figure(path, projection, X_test, y_test, target_names, table):
+def expected_recall_at_k(k, n_gallery):
+    """recall@k of a uniformly random ranking with one relevant item: k / n."""
+    return min(k, n_gallery) / n_gallery
+
+
+def expected_average_precision(n_relevant, n_gallery):
+    """Expected average precision of a uniformly random ranking.
+
+    With R relevant items among N, the item at rank j is relevant with
+    probability R/N and, given that, the j-1 items above it hold on average
+    (j-1)(R-1)/(N-1) relevant ones, so
+
+        E[AP] = (1/N) sum_j (1 + (j-1)(R-1)/(N-1)) / j
+              = (H_N + (R-1)/(N-1) (N - H_N)) / N,
+
+    with H_N the N-th harmonic number (R = 1 gives the expected reciprocal
+    rank H_N / N; R = N gives 1).
+    """
+    n_relevant = np.asarray(n_relevant, dtype=float)
+    harmonic = np.sum(1.0 / np.arange(1, n_gallery + 1))
+    if n_gallery == 1:
+        return np.ones_like(n_relevant)
+    slope = (n_relevant - 1) / (n_gallery - 1)
+    return (harmonic + slope * (n_gallery - harmonic)) / n_gallery
+
+
+def expected_mean_average_precision(y_query, y_gallery):
+    """Expected mAP of random rankings when relevant means the same label."""
+    y_gallery = np.asarray(y_gallery)
+    labels, counts = np.unique(y_gallery, return_counts=True)
+    n_relevant = dict(zip(labels.tolist(), counts.tolist()))
+    per_query = [n_relevant.get(label, 0) for label in np.asarray(y_query).tolist()]
+    has = np.array(per_query) > 0
+    values = np.where(
+        has, expected_average_precision(np.maximum(per_query, 1), y_gallery.size), 0.0
+    )
+    return float(values.mean())
+
+
+def expected_accuracy_of_guessing(y_train, y_test):
+    """Accuracy expected when guessing each category at its training frequency."""
+    labels = np.union1d(y_train, y_test)
+    train = np.array([np.mean(np.asarray(y_train) == c) for c in labels])
+    test = np.array([np.mean(np.asarray(y_test) == c) for c in labels])
+    return float(train @ test)
+
+
+# Example retrievals drawn in the figure: the first held-out emoji of these
+# categories (Smileys & Emotion, Animals & Nature, Food & Drink, Travel &
+# Places, Flags), chosen before looking at the results.
+EXAMPLE_CATEGORIES = (0, 2, 3, 4, 8)
+EXAMPLE_K = 6
+
+
+def _figure(path, projection, X_test, y_test, target_names, table, *, texts, images):
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
     except ImportError:
         print(
             "\nmatplotlib is not installed, so no figure was written; "
             "`pip install 'skcrossmodal[demo]'` adds it."
         )
         return
+    from .retrieval import rank
 
     text = projection.set_params(output="text").transform(X_test)
     image = projection.set_params(output="image").transform(X_test)
     projection.set_params(output="mean")
-    figure, (space, bars) = plt.subplots(1, 2, figsize=(15, 6.5))
+
+    figure = plt.figure(figsize=(15, 11), layout="constrained")
+    top, bottom = figure.subfigures(2, 1, height_ratios=[6.2, 4.8])
+    space, bars = top.subplots(1, 2)
+
     colours = plt.get_cmap("tab10")
     for label, name in enumerate(target_names):
         rows = y_test == label
         colour = colours(label % 10)
         space.scatter(*text[rows, :2].T, s=14, color=colour, marker="o", label=name)
         space.scatter(*image[rows, :2].T, s=18, color=colour, marker="x")
-    space.set_title("Held-out emoji in the shared space (o: name text, x: image)")
+    space.set_title("Held-out emoji in the shared space")
     space.set_xlabel("shared component 1")
     space.set_ylabel("shared component 2")
-    space.legend(fontsize=7, markerscale=1.5, loc="best")
+    categories = space.legend(
+        fontsize=7, markerscale=1.5, loc="upper left", title="category (colour)"
+    )
+    space.add_artist(categories)
+    markers = [
+        Line2D([], [], color="0.3", marker="o", ls="", label="name (text)"),
+        Line2D([], [], color="0.3", marker="x", ls="", label="picture (image)"),
+    ]
+    space.legend(handles=markers, fontsize=8, loc="lower right", title="modality")
 
     shown = table.fillna(0.0)
     positions = np.arange(len(shown))
@@ -249,7 +344,52 @@ def _figure(path, projection, X_test, y_test, target_names, table):
     bars.set_xlabel("score (higher is better)")
     bars.set_title("Retrieval and transfer on held-out emoji")
     bars.legend(fontsize=8)
-    figure.tight_layout()
+
+    # Example retrievals: a held-out name, and the pictures nearest to it in
+    # the shared space among all held-out pictures (its own framed in green).
+    queries = [
+        int(np.flatnonzero(y_test == category)[0])
+        for category in EXAMPLE_CATEGORIES
+        if (y_test == category).any()
+    ]
+    found = rank(
+        projection,
+        X_test.iloc[queries],
+        X_test,
+        query_modality="text",
+        gallery_modality="image",
+        k=EXAMPLE_K,
+        return_distance=False,
+    )
+    bottom.suptitle(
+        f"Query: a held-out emoji's name; its {EXAMPLE_K} nearest pictures among "
+        f"all {len(y_test)} held-out ones (green frame: the emoji's own picture)",
+        fontsize=10,
+    )
+    cells = bottom.subplots(len(queries), EXAMPLE_K + 1, squeeze=False)
+    for row, (query, hits) in enumerate(zip(queries, found)):
+        label_axis = cells[row, 0]
+        label_axis.axis("off")
+        name = str(texts[query])
+        label_axis.text(
+            1.0,
+            0.5,
+            name if len(name) <= 34 else name[:32] + "...",
+            ha="right",
+            va="center",
+            fontsize=9,
+            transform=label_axis.transAxes,
+        )
+        for column, hit in enumerate(hits, start=1):
+            axis = cells[row, column]
+            axis.imshow(images[hit])
+            axis.set_xticks([])
+            axis.set_yticks([])
+            own = hit == query
+            for spine in axis.spines.values():
+                spine.set_visible(own)
+                spine.set_color("tab:green")
+                spine.set_linewidth(3)
     figure.savefig(path, dpi=110)
     plt.close(figure)
     print(f"\nfigure written to {path}")

@@ -1,6 +1,7 @@
 """Cross-modal transfer: learn with labels on one modality, predict another.
 
-The seed's third family. A :class:`~skcrossmodal.SharedProjection` is
+The third family of cross-modal learning (see the user guide's page on
+the three families). A :class:`~skcrossmodal.SharedProjection` is
 pre-trained without labels on the rows that carry at least two modalities;
 a downstream estimator is then fitted on the shared-space embeddings of the
 labelled rows, whatever modality they carry; and it predicts for rows of any
@@ -25,15 +26,16 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
+    _check_sample_weight,
     check_array,
     check_consistent_length,
     check_is_fitted,
-    column_or_1d,
     validate_data,
 )
 
 from ._base import FLOAT_DTYPES, VersionedPickleMixin, check_finite_blocks
 from ._modalities import resolve_modalities
+from ._transfer_checks import check_numpy_input, classification_labels
 from .projection import SharedProjection
 
 __all__ = ["CrossModalTransferClassifier", "CrossModalTransferRegressor"]
@@ -111,6 +113,7 @@ class _BaseCrossModalTransfer(VersionedPickleMixin, MetaEstimatorMixin, BaseEsti
                 f"{type(self).__name__} requires y to be passed, but the target "
                 "y is None."
             )
+        check_numpy_input(self, X=X, y=y)
         projection = self._projection_template()
         X_checked = validate_data(
             self,
@@ -163,6 +166,7 @@ class _BaseCrossModalTransfer(VersionedPickleMixin, MetaEstimatorMixin, BaseEsti
     def _embed(self, X):
         """Shared-space embedding of any row (mean of its modalities)."""
         check_is_fitted(self)
+        check_numpy_input(self, X=X)
         # Checked here first, so that errors name this estimator; the
         # projection then reads X as given (a DataFrame keeps its names).
         validate_data(
@@ -192,6 +196,7 @@ class _BaseCrossModalTransfer(VersionedPickleMixin, MetaEstimatorMixin, BaseEsti
 
     def _score_rows(self, X, y, sample_weight):
         """Labelled rows of (X, y, sample_weight) for ``score``."""
+        check_numpy_input(self, X=X, y=y, sample_weight=sample_weight)
         y, labelled = self._labelled_rows(y, None)
         check_consistent_length(X, y)
         if not labelled.any():
@@ -200,7 +205,8 @@ class _BaseCrossModalTransfer(VersionedPickleMixin, MetaEstimatorMixin, BaseEsti
                 "(unlabelled); there is nothing to score."
             )
         if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight)[labelled]
+            # A ValueError naming sample_weight for a wrong length or shape.
+            sample_weight = _check_sample_weight(sample_weight, y)[labelled]
         if labelled.all():
             return X, y, sample_weight
         rows = np.flatnonzero(labelled)
@@ -218,7 +224,7 @@ class _BaseCrossModalTransfer(VersionedPickleMixin, MetaEstimatorMixin, BaseEsti
 class CrossModalTransferClassifier(ClassifierMixin, _BaseCrossModalTransfer):
     """Classify rows of one modality with labels learned on another.
 
-    The seed's cross-modal transfer as one estimator:
+    Cross-modal transfer as one estimator:
 
     1. **pre-training**: ``projection`` (a
        :class:`~skcrossmodal.SharedProjection`) is fitted, without labels, on
@@ -235,8 +241,9 @@ class CrossModalTransferClassifier(ClassifierMixin, _BaseCrossModalTransfer):
     ``projection_.transform`` to see the embeddings the classifier sees.
 
     Labels follow scikit-learn's semi-supervised convention: ``y == -1``
-    marks an unlabelled row (for string labels use an object array holding
-    ``-1`` for the unlabelled rows).
+    marks an unlabelled row (for string labels, a list or an object array
+    holding the int ``-1`` for the unlabelled rows; ``None``, NaN and
+    ``pd.NA`` are errors).
 
     Parameters
     ----------
@@ -326,17 +333,7 @@ class CrossModalTransferClassifier(ClassifierMixin, _BaseCrossModalTransfer):
         return LogisticRegression()
 
     def _labelled_rows(self, y, n_samples):
-        y = column_or_1d(y, warn=True)
-        if n_samples is not None and y.shape[0] != n_samples:
-            raise ValueError(
-                f"X and y have inconsistent numbers of samples: {n_samples} "
-                f"and {y.shape[0]}."
-            )
-        if y.dtype.kind in "iuf":
-            labelled = y != -1
-        else:
-            labelled = ~np.asarray(y.astype(object) == -1, dtype=bool)
-        return y, np.asarray(labelled, dtype=bool)
+        return classification_labels(self, y, n_samples)
 
     @_fit_context(
         # The projection and estimator validate their own parameters.

@@ -428,7 +428,9 @@ def test_column_transformer_text_image_audio_under_grid_search():
     assert Z.shape == (len(frame), 2)
     projection = pipeline[-1]
     assert sorted(projection.modalities_) == ["audio", "image", "text"]
-    audio = pipeline[0].named_transformers_["audio"]
+    # make_modality_transformer wraps each branch in a ModalityBranch (rows
+    # without the modality get NaN); the fitted branch is its transformer_.
+    audio = pipeline[0].named_transformers_["audio"].transformer_
     assert audio[0].get_feature_names_out()[0] == "logmel0_mean"
 
     cv = KFold(3, shuffle=True, random_state=0)

@@ -10,7 +10,10 @@ after every call: nothing may be modified in place.
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -490,6 +493,163 @@ CASES = [
         fit_finite(with_values(lambda d: d.__setitem__("a__0", d["a__0"] * 1e8))),
     ),
 ]
+
+# -- transfer estimators: labels, score, array API (block owned by the
+# -- pipelines work: issue 17) ---------------------------------------------------
+
+
+def _is_transfer(subject):
+    return subject.name.startswith("CrossModalTransfer")
+
+
+def _is_transfer_classifier(subject):
+    return subject.name == "CrossModalTransferClassifier"
+
+
+def _text_labels_with_marker(X):
+    """A list mixing string labels and the int -1 (unlabelled)."""
+    words = np.where(labels(X) == 1, "cat", "dog").astype(object)
+    words[::4] = -1
+    return list(words)
+
+
+def fit_list_labels_keeps_the_marker(subject):
+    data = frame()
+    y = _text_labels_with_marker(data)
+    estimator = subject.fit(subject.build(), data, y)
+    assert list(estimator.classes_) == ["cat", "dog"]
+    assert estimator.n_labelled_samples_ == N_SAMPLES - N_SAMPLES // 4
+    assert set(estimator.predict(data)) <= {"cat", "dog"}
+
+
+def fit_with_labels(make_y):
+    def run(subject):
+        data = frame()
+        subject.fit(subject.build(), data, make_y(data))
+
+    return run
+
+
+def score_with(y_length=N_SAMPLES, weight_length=None):
+    def run(subject):
+        data = frame()
+        estimator = subject.fit(subject.build(), data)
+        y = labels(data)[:y_length].astype(float if subject.regression else int)
+        weights = None if weight_length is None else np.ones(weight_length)
+        unmodified(estimator.score, data, y, weights)
+
+    return run
+
+
+TRANSFER_CASES = [
+    Case(
+        "string labels in a list with the int -1 marker",
+        fit_list_labels_keeps_the_marker,
+        applies=_is_transfer_classifier,
+    ),
+    Case(
+        "pd.NA among string labels",
+        fit_with_labels(
+            lambda d: pd.Series(
+                np.where(labels(d) == 1, "cat", "dog"), dtype="string"
+            ).where(np.arange(N_SAMPLES) % 5 > 0, pd.NA)
+        ),
+        ValueError,
+        r"missing value .* row 0.*replace None/NaN/pd.NA by -1",
+        applies=_is_transfer_classifier,
+    ),
+    Case(
+        "None among object labels",
+        fit_with_labels(
+            lambda d: np.array([None] + ["cat", "dog"] * 19 + ["cat"], dtype=object)
+        ),
+        ValueError,
+        "marks an unlabelled row with the int -1",
+        applies=_is_transfer_classifier,
+    ),
+    Case(
+        "NaN among float labels of the classifier",
+        fit_with_labels(lambda d: np.where(labels(d) == 1, 1.0, np.nan)),
+        ValueError,
+        "replace None/NaN/pd.NA by -1",
+        applies=_is_transfer_classifier,
+    ),
+    Case(
+        'a string array holding "-1"',
+        fit_with_labels(lambda d: np.asarray(_text_labels_with_marker(d), dtype=str)),
+        ValueError,
+        "Pass an object array",
+        applies=_is_transfer_classifier,
+    ),
+    Case(
+        "score with a sample_weight of the wrong length",
+        score_with(weight_length=N_SAMPLES - 3),
+        ValueError,
+        "sample_weight",
+        applies=_is_transfer,
+    ),
+    Case(
+        "score with a y of the wrong length",
+        score_with(y_length=N_SAMPLES - 3),
+        ValueError,
+        "inconsistent numbers of samples",
+        applies=_is_transfer,
+    ),
+]
+
+CASES += TRANSFER_CASES
+
+ARRAY_API_SCRIPT = """
+import hashlib
+import array_api_strict as xp
+import numpy as np
+import sklearn
+from skcrossmodal import SharedProjection
+from skcrossmodal.transfer import {cls}
+
+rng = np.random.default_rng(0)
+data = rng.normal(size=(40, 4))
+data[:, 2:] += data[:, :2]
+y = (data[:, 0] > 0).astype(float)
+model = {cls}(SharedProjection(1, modalities={{"a": [0, 1], "b": [2, 3]}}))
+fitted = {cls}(SharedProjection(1, modalities={{"a": [0, 1], "b": [2, 3]}}))
+fitted.fit(data, y)
+X, Y = xp.asarray(data), xp.asarray(y)
+before = hashlib.sha256(np.asarray(X).tobytes()).hexdigest()
+with sklearn.config_context(array_api_dispatch=True):
+    for call in (lambda: model.fit(X, Y), lambda: fitted.predict(X),
+                 lambda: fitted.score(X, Y)):
+        try:
+            call()
+        except TypeError as error:
+            message = str(error)
+            assert "numpy-only" in message and "X.cpu().numpy()" in message, message
+        else:
+            raise AssertionError("no TypeError")
+assert hashlib.sha256(np.asarray(X).tobytes()).hexdigest() == before
+print("ok")
+"""
+
+
+@pytest.mark.parametrize(
+    "cls", ["CrossModalTransferClassifier", "CrossModalTransferRegressor"]
+)
+def test_transfer_says_it_is_numpy_only_under_array_api_dispatch(cls):
+    # SCIPY_ARRAY_API must be set before scipy is imported: a fresh
+    # interpreter, as in test_array_api_dispatch.py.
+    pytest.importorskip("array_api_strict")
+    env = dict(os.environ, SCIPY_ARRAY_API="1")
+    result = subprocess.run(
+        [sys.executable, "-c", ARRAY_API_SCRIPT.format(cls=cls)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ok"
+
+
+# -- end of the block owned by the pipelines work -----------------------------------
 
 PAIRS = [
     pytest.param(subject, case, id=f"{subject.name}-{case.name}")

@@ -8,7 +8,6 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.svm import LinearSVC
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skcrossmodal import SharedProjection
 from skcrossmodal.transfer import (
@@ -17,29 +16,8 @@ from skcrossmodal.transfer import (
 )
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
-SEMI_SUPERVISED = {
-    "check_classifiers_classes": (
-        "-1 marks an unlabelled row (sklearn's semi-supervised convention; "
-        "the check exempts SelfTrainingClassifier by name for the same reason)"
-    )
-}
-
-
-@parametrize_with_checks(
-    [
-        CrossModalTransferClassifier(
-            SharedProjection(n_components=1, modalities=EVEN_ODD)
-        ),
-        CrossModalTransferRegressor(
-            SharedProjection(n_components=1, modalities=EVEN_ODD)
-        ),
-    ],
-    expected_failed_checks=lambda est: (
-        SEMI_SUPERVISED if isinstance(est, CrossModalTransferClassifier) else {}
-    ),
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
+# scikit-learn's estimator checks run on both estimators in
+# tests/test_estimator_checks.py, with every other public estimator.
 
 
 # -- data --------------------------------------------------------------------------
@@ -398,3 +376,33 @@ def test_regressor_grid_search():
         cv=3,
     ).fit(X, y)
     assert search.best_params_["projection__n_components"] == 3
+
+
+def test_object_and_list_labels_fit_as_the_int_labels_they_hold():
+    rng = np.random.default_rng(5)
+    latent = rng.normal(size=(120, 2))
+    X = np.hstack([latent @ rng.normal(size=(2, 3)), latent @ rng.normal(size=(2, 3))])
+    X += 0.2 * rng.normal(size=X.shape)
+    y = (latent[:, 0] > 0).astype(int)
+    y[:40] = -1
+    modalities = {"a": slice(0, 3), "b": slice(3, 6)}
+
+    def fitted(labels):
+        return CrossModalTransferClassifier(
+            SharedProjection(1, modalities=modalities)
+        ).fit(X, labels)
+
+    reference = fitted(y)
+    names = np.array(["no", "yes"], dtype=object)[np.maximum(y, 0)]
+    names[:40] = -1
+    for labels, mapping in [
+        (y.astype(object), None),  # object array of ints
+        (list(y), None),
+        (list(names), {0: "no", 1: "yes"}),  # strings with the int marker
+    ]:
+        model = fitted(labels)
+        expected = reference.predict(X)
+        if mapping is not None:
+            expected = np.array([mapping[v] for v in expected], dtype=object)
+        np.testing.assert_array_equal(model.predict(X), expected)
+        assert model.n_labelled_samples_ == 80
