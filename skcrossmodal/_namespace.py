@@ -34,6 +34,10 @@ def get_array_namespace(X):
     """
     if isinstance(X, np.ndarray) or sparse.issparse(X):
         return None
+    if array_api_compat.is_dask_array(X):
+        # Dask arrays are summed chunk by chunk into numpy statistics
+        # (skcrossmodal._dask), not computed in a namespace of their own.
+        return None
     try:
         xp = array_namespace(X)
     except TypeError:

@@ -193,12 +193,13 @@ class SharedProjectionCV(
             self._check_params_against_modalities()
             splits = list(check_cv(self.cv).split(X, y, groups))
             check_memory(self.n_features_in_)
-            template = CovarianceAccumulator(
+            first = CovarianceAccumulator(
                 self.modalities_,
                 self.n_features_in_,
                 fourth_moments=any(any_auto(c) for c in candidates),
-            ).choose_shift(X)
-            folds = _fold_statistics(X, splits, template)
+            )
+            folds = _fold_statistics(X, splits, first)
+            template = folds[0][1]
             scores, per_component, ridges = self._cross_validate(
                 folds, candidates, names
             )
@@ -207,12 +208,12 @@ class SharedProjectionCV(
             self.best_index_ = int(best)
             self.best_reg_ = candidates[best]
             self.best_score_ = float(np.nanmean(scores[best]))
-            total = template.empty_copy()
+            total = template.empty_like()
             for train, held_out in folds:
                 if train is None:  # partition: every row is in one fold
                     total.merge(held_out)
             if total.n_rows == 0:  # another splitter: one more pass
-                total = template.empty_copy().update(X)
+                total = template.empty_like().update(X)
             return self._refit(total, candidates[best], names)
 
     # -- internals ----------------------------------------------------------
@@ -266,7 +267,7 @@ class SharedProjectionCV(
         start = time.perf_counter()
         for f, (train, held_out) in enumerate(folds):
             if train is None:
-                train = template.empty_copy()
+                train = template.empty_like()
                 for g, (_, other) in enumerate(folds):
                     if g != f:
                         train.merge(other)
@@ -363,7 +364,7 @@ def _as_list(values):
     return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
-def _fold_statistics(X, splits, template):
+def _fold_statistics(X, splits, first):
     """[(train accumulator or None, held-out accumulator)] per split.
 
     When the test folds partition the rows, each row is summed once, into
@@ -380,11 +381,15 @@ def _fold_statistics(X, splits, template):
     )
     folds = []
     for train, test in splits:
-        held_out = template.empty_copy().update(X[np.sort(test)])
-        if partition:
-            folds.append((None, held_out))
-        else:
-            folds.append((template.empty_copy().update(X[np.sort(train)]), held_out))
+        # The first fold's rows fix the shift every other fold shares, so
+        # that their sums can be merged.
+        held_out = (first if not folds else folds[0][1].empty_like()).update(
+            X[np.sort(test)]
+        )
+        train_sums = None
+        if not partition:
+            train_sums = held_out.empty_like().update(X[np.sort(train)])
+        folds.append((train_sums, held_out))
     return folds
 
 

@@ -10,6 +10,7 @@ fitted model the same way.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import TransformerMixin
 from sklearn.utils._array_api import check_same_namespace
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
@@ -19,7 +20,7 @@ from ._namespace import array_namespace
 from ._shared_space import SharedSpace
 
 
-class SharedSpaceMixin:
+class SharedSpaceMixin(TransformerMixin):
     """transform / score / feature names of a fitted shared space.
 
     The estimator has ``n_components``, ``output`` and ``modalities`` (and

@@ -192,6 +192,24 @@ class CovarianceAccumulator:
         """The device of the sums; None for numpy or before any."""
         return None if self.namespace is None else array_device(self.gram)
 
+    def empty_like(self):
+        """A new, empty accumulator with the same modalities and shift.
+
+        Accumulators made this way from one that has seen rows can be filled
+        separately (e.g. one per cross-validation fold) and merged.
+        """
+        if self.shift is None:
+            raise ValueError("empty_like needs an accumulator that has seen rows.")
+        if self.namespace is None:
+            return self._fresh(self.shift, self.large_offset)
+        return self._fresh(
+            self.shift,
+            self.large_offset,
+            self.namespace,
+            self.gram.dtype,
+            self.device,
+        )
+
     def _fresh(self, shift, large_offset, xp=None, dtype=None, dev=None):
         """An empty accumulator of the same modalities with this shift."""
         other = copy.copy(self)

@@ -8,6 +8,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skcrossmodal import (
     ConcatFusion,
+    GradientSharedProjection,
     SharedProjection,
     SharedProjectionCV,
     WeightedFusion,
@@ -25,27 +26,11 @@ def data():
     return X
 
 
-# set_output wraps only the transform methods that a class inheriting
-# TransformerMixin defines itself; SharedProjection's comes from
-# SharedSpaceMixin (skcrossmodal/_space_estimator.py), which does not
-# inherit it, so its transform ignores set_output (fit_transform obeys).
-# Fix there (SharedSpaceMixin(TransformerMixin), or wrap the method with
-# sklearn.utils._set_output._wrap_method_output); strict, so this test
-# fails once it is fixed.
-_UNWRAPPED_TRANSFORM = pytest.mark.xfail(
-    strict=True, reason="SharedSpaceMixin.transform is not wrapped by set_output"
-)
-
 TRANSFORMERS = [
-    pytest.param(SharedProjection(2, modalities=EVEN_ODD), marks=_UNWRAPPED_TRANSFORM),
-    pytest.param(
-        SharedProjection(2, modalities=EVEN_ODD, output="concat"),
-        marks=_UNWRAPPED_TRANSFORM,
-    ),
-    pytest.param(
-        SharedProjectionCV([0.1, 1.0], n_components=2, modalities=EVEN_ODD, cv=2),
-        marks=_UNWRAPPED_TRANSFORM,
-    ),
+    SharedProjection(2, modalities=EVEN_ODD),
+    SharedProjection(2, modalities=EVEN_ODD, output="concat"),
+    SharedProjectionCV([0.1, 1.0], n_components=2, modalities=EVEN_ODD, cv=2),
+    GradientSharedProjection(2, modalities=EVEN_ODD, random_state=0),
     WeightedFusion(modalities=EVEN_ODD),
     ConcatFusion(modalities=EVEN_ODD),
     ModalityBranch(StandardScaler()),
@@ -59,7 +44,12 @@ TRANSFORMERS = [
 @pytest.mark.parametrize(
     "transformer",
     TRANSFORMERS,
-    ids=["SharedProjection", "SharedProjection-concat", "SharedProjectionCV"]
+    ids=[
+        "SharedProjection",
+        "SharedProjection-concat",
+        "SharedProjectionCV",
+        "Gradient",
+    ]
     + ["WeightedFusion", "ConcatFusion", "ModalityBranch", "ModalityColumnTransformer"],
 )
 def test_dataframe_output_holds_the_default_output(transformer, container):
