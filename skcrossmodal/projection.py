@@ -107,6 +107,12 @@ class SharedProjection(
         scipy sparse or (dense) array API X in memory, needs a numeric
         ``reg`` and has no ``partial_fit``. See Notes.
 
+        .. deprecated:: 0.1
+           ``"gradient"`` is deprecated (a ``FutureWarning``): use
+           :class:`~skcrossmodal.GradientSharedProjection`, the same solver
+           with only the parameters that apply to it. The parameters below
+           marked ``solver="gradient"`` only go with it.
+
     max_iter : int, default=200
         ``solver="gradient"`` only: the most epochs (passes over the
         training rows).
@@ -377,6 +383,16 @@ class SharedProjection(
         with restore_on_error(self):
             self.__dict__.pop("_accumulator", None)
             if self.solver == "gradient":
+                warnings.warn(
+                    "SharedProjection(solver='gradient') is deprecated and will "
+                    "be removed in the next release: use "
+                    "skcrossmodal.GradientSharedProjection, which runs the same "
+                    "solver with the same parameters (max_iter, tol, batch_size, "
+                    "learning_rate, random_state, early_stopping, ...), each of "
+                    "which applies to it.",
+                    FutureWarning,
+                    stacklevel=3,
+                )
                 if is_dask_collection(X):
                     raise ValueError(
                         "solver='gradient' needs X in memory (a numpy array or "

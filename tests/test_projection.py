@@ -405,6 +405,9 @@ def test_missing_rows_anywhere_give_the_pairwise_complete_answer(
         assert model.n_samples_seen_ == 2000
 
 
+@pytest.mark.filterwarnings(
+    "ignore:SharedProjection\\(solver='gradient'\\):FutureWarning"
+)
 @pytest.mark.parametrize("solver", ["auto", "gradient"])
 def test_a_row_with_no_modality_is_an_error_in_fit_as_in_transform(solver):
     X, _, modalities = make_views(n=300)
@@ -614,3 +617,16 @@ def test_partial_fit_without_solving_defers_the_solve_to_the_last_batch():
         model.canonical_correlations_, expected.canonical_correlations_, rtol=1e-10
     )
     assert model.n_samples_seen_ == 1001
+
+
+def test_solver_gradient_is_deprecated_for_gradient_shared_projection():
+    from skcrossmodal import GradientSharedProjection
+
+    X, _, modalities = make_views(n=300)
+    params = dict(modalities=modalities, reg=0.1, random_state=0, max_iter=5)
+    with pytest.warns(FutureWarning, match="use skcrossmodal.GradientSharedProjection"):
+        old = SharedProjection(2, solver="gradient", **params).fit(X)
+    new = GradientSharedProjection(2, **params).fit(X)
+    np.testing.assert_array_equal(
+        old.canonical_correlations_, new.canonical_correlations_
+    )
