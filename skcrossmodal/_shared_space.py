@@ -126,7 +126,7 @@ class SharedSpace:
         xp = array_namespace(projections[0])
         if output == "concat":
             return xp.concat(projections, axis=1)
-        if output in self.modalities:
+        if output != "mean":  # "mean" and "concat" are options, whatever the names
             return projections[self.names.index(output)]
         dtype = projections[0].dtype
         total = xp.zeros_like(projections[0])

@@ -120,14 +120,6 @@ class SharedSpaceMixin(TransformerMixin):
             )
         if hasattr(self, "reg"):
             check_reg(self.reg, names)
-        for option in ("mean", "concat"):
-            if self.output == option and option in names:
-                raise ValueError(
-                    f"output={option!r} is ambiguous: it is an option of "
-                    f"output and also the name of a modality. Rename the "
-                    f"modality {option!r} (the branch name in "
-                    "make_modality_transformer, or the key in modalities)."
-                )
 
     def _set_fitted(self, correlations, weights, means, scale, n_seen, loadings):
         """Set the fitted attributes from per-modality dicts."""

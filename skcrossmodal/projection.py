@@ -89,7 +89,9 @@ class SharedProjection(
         of the modalities present in each row (n_components columns),
         ``"concat"`` every modality's projection side by side (NaN where a
         modality is missing), or one modality's name for its projection alone
-        (NaN where it is missing).
+        (NaN where it is missing). ``"mean"`` and ``"concat"`` always mean
+        the options, even where a modality has that name (its projection
+        alone is then ``skcrossmodal.retrieval.embed``'s).
 
     solver : {"auto", "eigh", "svd", "gradient"}, default="auto"
         ``"eigh"``: scipy's generalised symmetric eigensolver on

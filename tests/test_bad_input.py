@@ -247,19 +247,6 @@ CASES = [
         applies=lambda s: s.projects,
     ),
     Case(
-        "output='mean' when a modality is named 'mean'",
-        fit_with(
-            X=lambda: frame().to_numpy(),
-            params={
-                "modalities": {"mean": [0, 1, 2], "b": [3, 4, 5]},
-                "output": "mean",
-            },
-        ),
-        ValueError,
-        "output='mean' is ambiguous.*Rename the modality",
-        applies=lambda s: s.name == "SharedProjection",
-    ),
-    Case(
         "a closed form wider than the machine's memory",
         lambda subject: _with_physical_memory(1024, fit_with())(subject),
         MemoryError,

@@ -24,6 +24,8 @@ from skcrossmodal import (
     ConcatFusion,
     CrossModalTransferClassifier,
     CrossModalTransferRegressor,
+    DeepSharedProjection,
+    GradientSharedProjection,
     LateFusionClassifier,
     LateFusionRegressor,
     SharedProjection,
@@ -48,6 +50,14 @@ ESTIMATORS = [
     ModalityBranch(StandardScaler()),
     SharedProjectionCV([0.1, 1.0], n_components=1, modalities=EVEN_ODD, cv=2),
     AudioFeaturizer(sample_rate=100, frame_length=0.05, hop_length=0.02),
+    GradientSharedProjection(n_components=1, modalities=EVEN_ODD, random_state=0),
+    DeepSharedProjection(
+        n_components=1,
+        modalities=EVEN_ODD,
+        hidden_layer_sizes=(4,),
+        max_iter=3,
+        random_state=0,
+    ),
 ]
 
 EXPECTED_FAILED = {

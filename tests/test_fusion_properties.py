@@ -171,12 +171,6 @@ def test_shared_alignment_modality_names_are_only_names(data):
         n_components=2,
         reg=0.1,
     )
-    if set(names) == {"mean", "concat"}:
-        # Every output SharedProjection knows is then also a modality name:
-        # it refuses, saying which to rename.
-        with pytest.raises(ValueError, match="ambiguous.*Rename the modality"):
-            fusion.fit(X)
-        return
     plain = WeightedFusion(
         dict(zip(modalities, [1.0, 3.0])),
         modalities=modalities,
