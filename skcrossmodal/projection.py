@@ -5,9 +5,11 @@ from __future__ import annotations
 import warnings
 from numbers import Integral, Real
 
+import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import _check_sample_weight
 
 from ._array_api import ArrayAPIAccumulator
 from ._base import VersionedPickleMixin, restore_on_error, validate_modal_data
@@ -362,7 +364,7 @@ class SharedProjection(
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Fit the shared projection (closed form, or ``solver="gradient"``).
 
         ``fit`` keeps only what ``transform`` and ``score`` need (means,
@@ -377,6 +379,10 @@ class SharedProjection(
             marks it missing there.
         y : None
             Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights: every statistic is a weighted sum, so
+            an integer weight equals repeating the row and a weight of 0
+            drops it (closed-form solvers; not with a Dask X).
 
         Returns
         -------
@@ -404,13 +410,18 @@ class SharedProjection(
                     )
                 X = validate_modal_data(self, X, reset=True)
                 self._check_params_against_modalities()
+                if sample_weight is not None:
+                    raise ValueError(
+                        "sample_weight is not supported by the gradient solver; "
+                        "use an exact solver ('auto', 'svd' or 'eigh')."
+                    )
                 return self._fit_gradient(X)
-            accumulator = self._accumulate(X, None)
+            accumulator = self._accumulate(X, None, sample_weight)
             return self._solve(accumulator)
 
     @available_if(lambda self: self._check_partial_fit_solver())
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y=None, *, solve=True):
+    def partial_fit(self, X, y=None, sample_weight=None, *, solve=True):
         """Add a batch of rows and refit; equals ``fit`` on all batches so far.
 
         The sufficient statistics (sums shifted by the first batch's means,
@@ -439,6 +450,10 @@ class SharedProjection(
             One batch of rows.
         y : None
             Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights: every statistic is a weighted sum, so
+            an integer weight equals repeating the row and a weight of 0
+            drops it (closed-form solvers; not with a Dask X).
         solve : bool, default=True
             Refit from the statistics after adding the batch. With
             ``False`` only the statistics grow; the fitted attributes (if
@@ -459,7 +474,7 @@ class SharedProjection(
                 stacklevel=2,
             )
         with restore_on_error(self):
-            accumulator = self._accumulate(X, accumulator)
+            accumulator = self._accumulate(X, accumulator, sample_weight)
         # The batch is in the statistics from here on, even if the solve
         # below fails (more rows may make it succeed).
         self._accumulator = accumulator
@@ -499,12 +514,17 @@ class SharedProjection(
             )
         return True
 
-    def _accumulate(self, X, accumulator):
+    def _accumulate(self, X, accumulator, sample_weight=None):
         """Validate X and add its rows to ``accumulator`` (a new one if None).
 
         Returns the accumulator; on any error nothing is added to it.
         """
         first = accumulator is None
+        if is_dask_collection(X) and sample_weight is not None:
+            raise ValueError(
+                "sample_weight is not supported with a Dask array X; weight "
+                "in-memory batches (fit or partial_fit on numpy / sparse X)."
+            )
         if is_dask_collection(X):
             if isinstance(accumulator, ArrayAPIAccumulator):
                 accumulator.check_compatible(X, method="partial_fit")
@@ -518,7 +538,16 @@ class SharedProjection(
             accumulator = self._new_accumulator(X)
         if is_dask_collection(X):
             return accumulate_dask(X, accumulator)
-        return accumulator.update(X)
+        if sample_weight is not None and get_array_namespace(X) is None:
+            sample_weight = _check_sample_weight(
+                sample_weight, X, dtype=np.float64, ensure_non_negative=True
+            )
+            if not sample_weight.any():
+                raise ValueError(
+                    "sample_weight is zero on every row: nothing to fit. Give "
+                    "at least two rows of each modality a positive weight."
+                )
+        return accumulator.update(X, sample_weight=sample_weight)
 
     def _new_accumulator(self, X):
         if get_array_namespace(X) is not None:

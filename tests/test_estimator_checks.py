@@ -60,7 +60,18 @@ ESTIMATORS = [
     ),
 ]
 
+# The checks' data for sample weights has 15 rows and 15 features per
+# modality: with reg=0 every canonical correlation is 1 and the directions
+# are not unique, so weighted and repeated fits may pick different ones.
+# Exactness of the weights is tested in test_projection.py on data whose
+# solution is unique (integer weights against repeated rows, to 1e-10).
+_NOT_UNIQUE = "15 rows, 15 features per modality, reg=0: directions not unique"
+
 EXPECTED_FAILED = {
+    "SharedProjection": {
+        "check_sample_weight_equivalence_on_dense_data": _NOT_UNIQUE,
+        "check_sample_weight_equivalence_on_sparse_data": _NOT_UNIQUE,
+    },
     "CrossModalTransferClassifier": {
         # The check ends with labels [-1, 1]; -1 marks an unlabelled row
         # (scikit-learn's semi-supervised convention: the check exempts

@@ -630,3 +630,30 @@ def test_solver_gradient_is_deprecated_for_gradient_shared_projection():
     np.testing.assert_array_equal(
         old.canonical_correlations_, new.canonical_correlations_
     )
+
+
+@pytest.mark.parametrize("missing", [False, True])
+def test_integer_sample_weight_equals_repeating_rows(missing):
+    """Weighted sufficient statistics: weight k is the row k times, weight 0
+    drops it, in fit and across partial_fit batches alike."""
+    X, _, modalities = make_views(n=300, offset=4.0)
+    if missing:
+        X[:40, :7] = np.nan
+    weights = np.random.default_rng(0).integers(0, 4, size=300)
+    repeated = np.repeat(X, weights, axis=0)
+    expected = SharedProjection(2, modalities=modalities, reg=0.1).fit(repeated)
+    weighted = SharedProjection(2, modalities=modalities, reg=0.1)
+    weighted.fit(X, sample_weight=weights)
+    streamed = SharedProjection(2, modalities=modalities, reg=0.1)
+    streamed.partial_fit(X[:150], sample_weight=weights[:150])
+    streamed.partial_fit(X[150:], sample_weight=weights[150:])
+    for model in (weighted, streamed):
+        np.testing.assert_allclose(
+            model.canonical_correlations_,
+            expected.canonical_correlations_,
+            rtol=1e-10,
+        )
+        for name in modalities:
+            np.testing.assert_allclose(
+                model.weights_[name], expected.weights_[name], rtol=1e-8, atol=1e-10
+            )
