@@ -24,7 +24,7 @@ from ._closed_form import (
 )
 from ._namespace import array_namespace
 from ._solvers import solver_threads
-from ._space_estimator import LoadingsSource, SharedSpaceMixin
+from ._space_estimator import SharedSpaceMixin
 from ._statistics import CovarianceAccumulator
 
 
@@ -214,7 +214,7 @@ class SharedProjectionCV(
                     total.merge(held_out)
             if total.n_rows == 0:  # another splitter: one more pass
                 total = template.empty_like().update(X)
-            return self._refit(total, candidates[best], names)
+            return self._fit_closed_form(total, candidates[best])
 
     # -- internals ----------------------------------------------------------
 
@@ -316,32 +316,6 @@ class SharedProjectionCV(
         eligible = np.flatnonzero(means >= means[best] - error)
         total_ridge = ridges.mean(axis=1)
         return int(eligible[np.argmax(total_ridge[eligible])])
-
-    def _refit(self, total, candidate, names):
-        blocks = total.blocks
-        with solver_threads(len(total.columns)):
-            stats = total.finalize()
-            loadings = LoadingsSource(stats.covariance, blocks)
-            solution = solve_statistics(
-                stats,
-                reg_values(candidate, names),
-                names=names,
-                blocks=blocks,
-                n_components=self.n_components,
-                scale=self.scale,
-                solver="eigh" if self.solver == "eigh" else "svd",
-            )
-        self.reg_ = dict(zip(names, solution.reg))
-        self.shrinkage_ = dict(zip(names, solution.shrinkage))
-        std = solution.std
-        return self._set_fitted(
-            solution.correlations,
-            {name: solution.weights[b, :] for name, b in zip(names, blocks)},
-            {name: stats.mean[b] for name, b in zip(names, blocks)},
-            {name: (None if std is None else std[b]) for name, b in zip(names, blocks)},
-            total.n_samples_seen,
-            loadings,
-        )
 
     def _check_params_against_modalities(self):
         names = list(self.modalities_)

@@ -15,9 +15,21 @@ from sklearn.utils._array_api import check_same_namespace
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ._base import validate_modal_data
-from ._closed_form import _diagonal, check_reg
+from ._closed_form import _diagonal, check_reg, reg_values, solve_statistics
 from ._namespace import array_namespace
 from ._shared_space import SharedSpace
+from ._solvers import solver_threads
+
+
+def shared_feature_names(estimator, input_features, n_components):
+    """``"<estimator>0"``, ... (``"<modality>__<estimator>0"``, ... with
+    ``output="concat"``): the output names of any shared-space estimator."""
+    _check_feature_names_in(estimator, input_features, generate_names=False)
+    prefix = type(estimator).__name__.lower()
+    names = [f"{prefix}{j}" for j in range(n_components)]
+    if estimator.output == "concat":
+        names = [f"{m}__{name}" for m in estimator.modalities_ for name in names]
+    return np.asarray(names, dtype=object)
 
 
 class SharedSpaceMixin(TransformerMixin):
@@ -97,12 +109,7 @@ class SharedSpaceMixin(TransformerMixin):
         feature_names_out : ndarray of str objects
         """
         check_is_fitted(self)
-        _check_feature_names_in(self, input_features, generate_names=False)
-        prefix = type(self).__name__.lower()
-        names = [f"{prefix}{j}" for j in range(self._space.n_components)]
-        if self.output == "concat":
-            names = [f"{m}__{name}" for m in self.modalities_ for name in names]
-        return np.asarray(names, dtype=object)
+        return shared_feature_names(self, input_features, self._space.n_components)
 
     def _check_params_against_modalities(self):
         names = list(self.modalities_)
@@ -120,6 +127,36 @@ class SharedSpaceMixin(TransformerMixin):
             )
         if hasattr(self, "reg"):
             check_reg(self.reg, names)
+
+    def _fit_closed_form(self, accumulator, reg):
+        """The closed form from ``accumulator``'s statistics with ``reg`` (a
+        number, ``"auto"`` or a dict), then the fitted attributes, set
+        together at the end (``SharedProjection`` and its CV refit alike)."""
+        names = list(self.modalities_)
+        blocks = accumulator.blocks
+        with solver_threads(len(accumulator.columns)):
+            stats = accumulator.finalize()
+            loadings = LoadingsSource(stats.covariance, blocks)
+            solution = solve_statistics(
+                stats,
+                reg_values(reg, names),
+                names=names,
+                blocks=blocks,
+                n_components=self.n_components,
+                scale=self.scale,
+                solver="eigh" if self.solver == "eigh" else "svd",
+            )
+        self.reg_ = dict(zip(names, solution.reg))
+        self.shrinkage_ = dict(zip(names, solution.shrinkage))
+        std = solution.std
+        return self._set_fitted(
+            solution.correlations,
+            {name: solution.weights[b, :] for name, b in zip(names, blocks)},
+            {name: stats.mean[b] for name, b in zip(names, blocks)},
+            {name: (None if std is None else std[b]) for name, b in zip(names, blocks)},
+            accumulator.n_samples_seen,
+            loadings,
+        )
 
     def _set_fitted(self, correlations, weights, means, scale, n_seen, loadings):
         """Set the fitted attributes from per-modality dicts."""

@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import VersionedPickleMixin, check_finite_blocks, validate_modal_data
 from ._deep_mlp import Encoder
@@ -22,6 +22,7 @@ from ._deep_train import (
     split_validation,
     train,
 )
+from ._space_estimator import shared_feature_names
 from .projection import SharedProjection
 
 __all__ = ["DeepSharedProjection"]
@@ -474,12 +475,7 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
         feature_names_out : ndarray of str objects
         """
         check_is_fitted(self)
-        _check_feature_names_in(self, input_features, generate_names=False)
-        prefix = type(self).__name__.lower()
-        names = [f"{prefix}{j}" for j in range(self.n_components)]
-        if self.output == "concat":
-            names = [f"{m}__{name}" for m in self.modalities_ for name in names]
-        return np.asarray(names, dtype=object)
+        return shared_feature_names(self, input_features, self.n_components)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -19,13 +19,11 @@ from ._closed_form import (
     check_memory,
     is_auto,
     reg_values,
-    solve_statistics,
 )
 from ._dask import accumulate_dask, is_dask_collection, validate_dask_data
 from ._gradient import fit_gradient
 from ._namespace import get_array_namespace
-from ._solvers import solver_threads
-from ._space_estimator import LoadingsSource, SharedSpaceMixin
+from ._space_estimator import SharedSpaceMixin
 from ._statistics import CovarianceAccumulator
 
 
@@ -566,34 +564,9 @@ class SharedProjection(
         )
 
     def _solve(self, accumulator):
-        """The closed form from ``accumulator``'s statistics, then the
-        fitted attributes (set together, at the end)."""
-        names = list(self.modalities_)
-        blocks = accumulator.blocks
-        with solver_threads(len(accumulator.columns)):
-            stats = accumulator.finalize()
-            loadings = LoadingsSource(stats.covariance, blocks)
-            solution = solve_statistics(
-                stats,
-                reg_values(self.reg, names),
-                names=names,
-                blocks=blocks,
-                n_components=self.n_components,
-                scale=self.scale,
-                solver="eigh" if self.solver == "eigh" else "svd",
-            )
+        """The closed form from ``accumulator``'s statistics (one pass)."""
         self._mark_closed_form()
-        self.reg_ = dict(zip(names, solution.reg))
-        self.shrinkage_ = dict(zip(names, solution.shrinkage))
-        std = solution.std
-        return self._set_fitted(
-            solution.correlations,
-            {name: solution.weights[b, :] for name, b in zip(names, blocks)},
-            {name: stats.mean[b] for name, b in zip(names, blocks)},
-            {name: (None if std is None else std[b]) for name, b in zip(names, blocks)},
-            accumulator.n_samples_seen,
-            loadings,
-        )
+        return self._fit_closed_form(accumulator, self.reg)
 
     def _fit_gradient(self, X):
         reg = reg_values(self.reg, list(self.modalities_))
