@@ -323,13 +323,6 @@ class SharedProjectionCV(
         for candidate in self._candidates(names):
             check_reg(candidate, names)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
 
 def _as_list(values):
     """A candidate or a sequence of them, as a list (strings stay whole)."""

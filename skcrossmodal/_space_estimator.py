@@ -128,6 +128,15 @@ class SharedSpaceMixin(TransformerMixin):
         if hasattr(self, "reg"):
             check_reg(self.reg, names)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # NaN is only meaningful as a whole missing modality block, not
+        # anywhere, so the estimator does not claim scikit-learn's allow_nan.
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
     def _fit_closed_form(self, accumulator, reg):
         """The closed form from ``accumulator``'s statistics with ``reg`` (a
         number, ``"auto"`` or a dict), then the fitted attributes, set

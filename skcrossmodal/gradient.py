@@ -317,21 +317,8 @@ class GradientSharedProjection(
             None,
         )
 
-    def transform(self, X):
-        # Defined here, not only inherited, so that TransformerMixin's
-        # set_output wraps it: scikit-learn wraps only the transform a class
-        # defines itself, and SharedSpaceMixin is not a _SetOutputMixin.
-        return super().transform(X)
-
-    transform.__doc__ = SharedSpaceMixin.transform.__doc__
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        # NaN is only meaningful as a whole missing modality block, not
-        # anywhere, so the estimator does not claim scikit-learn's allow_nan.
-        tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         # Dense torch / CuPy / any array API input under array_api_dispatch.
         tags.array_api_support = True
         return tags

@@ -490,11 +490,6 @@ class SharedProjection(
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        # NaN is only meaningful as a whole missing modality block, not
-        # anywhere, so the estimator does not claim scikit-learn's allow_nan.
-        tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         # torch / CuPy / any array API input under array_api_dispatch, for a
         # numeric reg: reg="auto" (Ledoit-Wolf) is numpy-only.
         tags.array_api_support = not any_auto(self.reg)
