@@ -518,14 +518,13 @@ class SharedProjection(
                 "sample_weight is not supported with a Dask array X; weight "
                 "in-memory batches (fit or partial_fit on numpy / sparse X)."
             )
+        if not first:
+            # Before validation: a batch from another namespace is named as it is.
+            accumulator.check_compatible(X, method="partial_fit")
         if is_dask_collection(X):
-            if isinstance(accumulator, ArrayAPIAccumulator):
-                accumulator.check_compatible(X, method="partial_fit")
             validate_dask_data(self, X, reset=first)
         else:
             X = validate_modal_data(self, X, reset=first)
-            if not first:
-                _check_same_stream(accumulator, X)
         if first:
             self._check_params_against_modalities()
             accumulator = self._new_accumulator(X)
@@ -612,18 +611,3 @@ class SharedProjection(
         for name in ("loss_curve_", "validation_scores_"):
             self.__dict__.pop(name, None)
         self.n_iter_ = 1
-
-
-def _check_same_stream(accumulator, X):
-    """partial_fit: this batch is in the namespace and device of the sums."""
-    if isinstance(accumulator, ArrayAPIAccumulator):
-        accumulator.check_compatible(X, method="partial_fit")
-    elif get_array_namespace(X) is not None:
-        raise ValueError(
-            f"partial_fit got an array API batch ({type(X).__module__}."
-            f"{type(X).__name__}), but the earlier batches were numpy "
-            "arrays (or sparse / Dask), whose statistics are numpy arrays. "
-            "Every batch of partial_fit must come from the same array "
-            "namespace and device. Convert the batch, or call fit to start "
-            "again."
-        )
