@@ -11,7 +11,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_sample_weight
 
-from ._array_api import ArrayAPIAccumulator
 from ._base import VersionedPickleMixin, restore_on_error, validate_modal_data
 from ._closed_form import (
     NotPositiveDefiniteError,
@@ -261,9 +260,10 @@ class SharedProjection(
     eigenproblem (whatever ``solver`` says), so every ``C_mm + reg * I``
     must be positive definite (judged relative to the block's scale);
     ``partial_fit`` keeps its sums on the device, and every batch must come
-    from the same namespace and device. Not supported for array API input
-    (a clear error): missing modalities in ``fit`` and ``reg="auto"``.
-    The agreement with the numpy path is measured on the benchmarks page.
+    from the same namespace and device. Missing modalities are summed
+    pairwise complete on the device, as for numpy. Not supported for array
+    API input (a clear error): ``reg="auto"``. The agreement with the numpy
+    path is measured on the benchmarks page.
 
     **Interpreting components.** ``loadings_`` holds the structure
     correlations: for each feature of a modality, its correlation with each
@@ -525,8 +525,9 @@ class SharedProjection(
                     "of floats (e.g. the reg_ of a numpy fit on a subsample), "
                     "or pass numpy input."
                 )
-            return ArrayAPIAccumulator(self.modalities_)
-        check_memory(self.n_features_in_)
+        else:
+            # Device memory is the caller's to size; host memory is checked.
+            check_memory(self.n_features_in_)
         return CovarianceAccumulator(
             self.modalities_, self.n_features_in_, fourth_moments=any_auto(self.reg)
         )

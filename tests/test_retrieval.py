@@ -20,6 +20,7 @@ from sklearn.base import clone
 from sklearn.kernel_approximation import Nystroem, RBFSampler
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from xp_testing import ARRAY_API_NAMESPACES, namespace_of, to_numpy, to_xp
 
 from skcrossmodal import SharedProjection, retrieval
 from skcrossmodal.compose import make_modality_transformer
@@ -32,38 +33,10 @@ from skcrossmodal.retrieval import (
     rank_embeddings,
 )
 
-NAMESPACES = ["numpy", "array_api_strict", "torch"]
-
-
-@pytest.fixture(autouse=True)
-def scipy_array_api_flag(monkeypatch):
-    """scikit-learn dispatches only with SCIPY_ARRAY_API=1; nothing here calls
-    scipy on array API arrays (array_api_strict's device1 would refuse)."""
-    monkeypatch.setenv("SCIPY_ARRAY_API", "1")
-
-
-def to_xp(namespace, array):
-    if namespace == "numpy":
-        return np.asarray(array)
-    if namespace == "array_api_strict":
-        xps = pytest.importorskip("array_api_strict")
-        return xps.asarray(array, device=xps.Device("device1"))
-    torch = pytest.importorskip("torch")
-    return torch.asarray(array, device="cpu")
-
-
-def to_numpy(array):
-    if hasattr(array, "cpu"):
-        return array.cpu().numpy()
-    if type(array).__module__.startswith("array_api_strict"):
-        import array_api_strict
-
-        return np.asarray(array.to_device(array_api_strict.Device("CPU_DEVICE")))
-    return np.asarray(array)
-
-
-def namespace_of(array):
-    return type(array).__module__.split(".")[0]
+# SCIPY_ARRAY_API=1 for scikit-learn's dispatch check (conftest.py); nothing
+# here calls scipy on array API arrays (array_api_strict's device1 would
+# refuse).
+pytestmark = pytest.mark.usefixtures("scipy_array_api_flag")
 
 
 def dispatch(namespace):
@@ -106,7 +79,6 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(retrieval, "_GALLERY_CHUNK", 7)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("k", [1, 3, 10, 60])
 @pytest.mark.parametrize("batch_size", [None, 1, 4])
@@ -138,7 +110,6 @@ def exact_vectors(rng, n, d):
     return Z
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("k", [1, 2, 5, 40])
 def test_ties_rank_by_gallery_index(namespace, metric, k, small_chunks):
@@ -153,7 +124,6 @@ def test_ties_rank_by_gallery_index(namespace, metric, k, small_chunks):
     np.testing.assert_array_equal(indices, expected)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("k", [1, 4])
 def test_gallery_in_worst_first_order(namespace, k, small_chunks):
     """Every chunk beats the kept top-k: the many-survivors path and merges."""
@@ -168,7 +138,6 @@ def test_gallery_in_worst_first_order(namespace, k, small_chunks):
     np.testing.assert_allclose(distances, expected_distances, atol=1e-12)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_full_ranking_and_indices_only(namespace):
     rng = np.random.default_rng(1)
     Z_query, Z_gallery = rng.normal(size=(9, 3)), rng.normal(size=(13, 3))
@@ -178,7 +147,6 @@ def test_full_ranking_and_indices_only(namespace):
     )
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_float32_embeddings(namespace, metric):
     rng = np.random.default_rng(2)
@@ -196,7 +164,6 @@ def test_float32_embeddings(namespace, metric):
     np.testing.assert_allclose(distances, expected_distances, atol=1e-5)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_zero_vectors_have_cosine_zero(namespace):
     distances, indices = rank_in(
         namespace, np.array([[1.0, 0.0]]), np.array([[0.0, 0.0], [-1.0, 0.0]]), k=2
@@ -205,7 +172,6 @@ def test_zero_vectors_have_cosine_zero(namespace):
     np.testing.assert_allclose(distances, [[1.0, 2.0]])
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_rank_embeddings_errors(namespace):
     ones = to_xp(namespace, np.ones((3, 2)))
     with dispatch(namespace):
@@ -299,7 +265,6 @@ def test_ranking_is_scale_free_against_brute_force(metric, data, exponent, k):
             np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("scale", [1e-161, 1e-300, 1e200, 1e300])
 def test_extreme_magnitudes_rank_as_unit_ones(namespace, metric, scale):
@@ -316,7 +281,6 @@ def test_extreme_magnitudes_rank_as_unit_ones(namespace, metric, scale):
     np.testing.assert_allclose(distances, expected_distances, rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("scale", [1e-30, 1e30])
 def test_float32_extreme_magnitudes(namespace, metric, scale):
@@ -340,7 +304,6 @@ def test_float32_extreme_magnitudes(namespace, metric, scale):
     np.testing.assert_allclose(distances, expected_distances, rtol=0, atol=tolerance)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_cosine_zero_is_judged_against_the_datas_scale(namespace):
     rng = np.random.default_rng(8)
     Z_gallery = rng.normal(size=(10, 3))
@@ -358,7 +321,6 @@ def test_cosine_zero_is_judged_against_the_datas_scale(namespace):
     )
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_what_float64_cannot_hold_is_refused(namespace):
     # Tiny rows on both sides next to a row of 1: their squared distances
     # underflow, float64 cannot rank them among themselves.
@@ -443,7 +405,6 @@ def by_hand(model, X, name, columns):
     return (X[:, columns] - model.means_[name]) @ model.weights_[name]
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_embed_is_the_modality_projection_and_leaves_the_model_alone(namespace):
     X, _, modalities = make_paired()
     X_missing = X.copy()
@@ -479,7 +440,6 @@ def test_embed_is_the_modality_projection_and_leaves_the_model_alone(namespace):
             embed(model, X, "text")
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_rank_through_a_projection(namespace, metric):
     X, _, modalities = make_paired()
@@ -512,7 +472,6 @@ def test_rank_through_a_projection(namespace, metric):
     np.testing.assert_allclose(to_numpy(distances), expected_distances, atol=1e-10)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_rank_requires_the_modality_on_every_row(namespace):
     X, _, modalities = make_paired()
     X_missing = X.copy()
@@ -537,7 +496,6 @@ def test_rank_requires_the_modality_on_every_row(namespace):
             )
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_evaluate_retrieval_equals_the_metrics_on_the_full_matrix(namespace):
     X, y, modalities = make_paired()
     model = SharedProjection(n_components=3, modalities=modalities).fit(X[:150])
@@ -581,7 +539,6 @@ def test_evaluate_retrieval_equals_the_metrics_on_the_full_matrix(namespace):
             )
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("labels", ["int", "str", "device", "paired"])
 def test_evaluate_embeddings_equals_the_metrics(namespace, metric, labels):
@@ -625,7 +582,6 @@ def test_evaluate_embeddings_equals_the_metrics(namespace, metric, labels):
             assert result[key] == pytest.approx(value, rel=1e-12), key
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_average_precision_by_hand(namespace):
     """One query, ties included: AP = mean of precision at each relevant rank."""
     Z_query = np.array([[1.0, 0.0]])
@@ -655,7 +611,7 @@ def test_average_precision_by_hand(namespace):
     )
 
 
-@pytest.mark.parametrize("namespace", ["array_api_strict", "torch"])
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
 def test_labels_must_all_be_on_the_host_or_on_the_device(namespace):
     Z = to_xp(namespace, np.eye(3))
     with config_context(array_api_dispatch=True):
