@@ -134,7 +134,10 @@ def test_a_fitted_shared_projection_pickles_to_its_model_size(reg):
     n, width = 1500, 500
     latent = rng.normal(size=(n, 10))
     X = np.hstack(
-        [latent @ rng.normal(size=(10, width)) + rng.normal(size=(n, width))] * 2
+        [
+            latent @ rng.normal(size=(10, width)) + rng.normal(size=(n, width))
+            for _ in range(2)
+        ]
     )
     model = SharedProjection(
         10, modalities={"a": slice(0, width), "b": slice(width, 2 * width)}, reg=reg
