@@ -76,7 +76,10 @@ class SharedProjectionCV(
         As in ``GridSearchCV``: an int is ``KFold(cv)``. Splitters whose
         test folds partition the rows (``KFold``, ``GroupKFold`` with
         ``groups``, ``StratifiedKFold``, ...) take the one-pass route; any
-        other splitter is accumulated split by split (one pass per split).
+        other splitter is accumulated split by split (still one pass, with
+        ``2 x n_splits`` accumulators). :meth:`partial_fit` needs an int
+        (the number of folds), and assigns the rows of a stream to folds
+        by the rule documented there.
     refit_rule : {"best", "one_standard_error"}, default="best"
         ``"best"``: the candidate of highest mean held-out score.
         ``"one_standard_error"``: the most regularised candidate (largest
@@ -115,6 +118,16 @@ class SharedProjectionCV(
 
     Notes
     -----
+    **Dask and streams.** ``fit`` accepts a Dask array (the ``dask`` extra):
+    each row chunk splits its rows among the folds and sums them where it
+    lives, the per-chunk sums are merged fold by fold, and the result equals
+    the in-memory fit with the same splitter. :meth:`partial_fit` keeps the
+    sums of each fold across batches (memory ``n_splits x D x D``); a
+    stream's folds cannot be ``KFold``'s contiguous blocks (its length is
+    unknown), so row ``i`` of the stream goes to fold ``i % cv``, or, with
+    ``groups``, the ``j``-th distinct group to fold ``j % cv``. That equals
+    ``fit`` with ``cv=PredefinedSplit(test_fold)`` for those folds.
+
     With complete rows the fold scores equal ``SharedProjection.score`` on
     the held-out rows (up to rounding). With missing modalities they come
     from the fold's pairwise-complete covariance, where each modality is
@@ -139,6 +152,29 @@ class SharedProjectionCV(
     (400, 2)
     >>> sorted(model.cv_results_)[:3]
     ['mean_test_score', 'mean_test_score_per_component', 'param_reg']
+
+    The same choice from a stream of batches: row ``i`` goes to fold
+    ``i % 5``, which ``PredefinedSplit`` reproduces in memory.
+
+    >>> from sklearn.model_selection import PredefinedSplit
+    >>> stream = SharedProjectionCV(
+    ...     [0.01, 0.1, 1.0, 10.0],
+    ...     modalities={"text": slice(0, 30), "image": slice(30, 50)},
+    ... )
+    >>> *batches, last = np.array_split(X, 4)
+    >>> for batch in batches:
+    ...     stream = stream.partial_fit(batch, solve=False)  # sums only
+    >>> stream = stream.partial_fit(last)  # sums, cross-validates, refits
+    >>> in_memory = SharedProjectionCV(
+    ...     [0.01, 0.1, 1.0, 10.0],
+    ...     modalities={"text": slice(0, 30), "image": slice(30, 50)},
+    ...     cv=PredefinedSplit(np.arange(400) % 5),
+    ... ).fit(X)
+    >>> stream.best_reg_ == in_memory.best_reg_
+    True
+    >>> bool(np.allclose(stream.cv_results_["mean_test_score"],
+    ...                  in_memory.cv_results_["mean_test_score"]))
+    True
     """
 
     _parameter_constraints: dict = {
