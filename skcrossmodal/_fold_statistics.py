@@ -17,7 +17,6 @@ from numbers import Integral
 import numpy as np
 
 from ._dask import accumulate_dask_rows, is_dask_collection
-from ._statistics import _raise_overflow
 
 
 def split_targets(splits, n_rows):
@@ -76,8 +75,14 @@ def merge_all_or_none(sums, batch):
     for mine, theirs in zip(sums, batch):
         if mine.gram is None or theirs.gram is None:
             continue
+        # The bound merge itself checks (Cauchy-Schwarz: finite diagonals,
+        # finite sums), checked for every fold before any is changed.
         if not np.isfinite(mine._diagonals() + theirs._diagonals()).all():
-            _raise_overflow()
+            raise ValueError(
+                "The sums over X overflowed: its values (or their squares) are "
+                "too large for the accumulation dtype. Rescale X (e.g. with "
+                "StandardScaler) first; the statistics are unchanged."
+            )
     for mine, theirs in zip(sums, batch):
         mine.merge(theirs)
 
