@@ -287,7 +287,16 @@ def evaluate(name, make, ks, data, args):
                 args.seed,
             )
             rows.append(
-                (name_k, k, test_error, tune_error, C, seconds, memory.bytes / 2**20, cpu)
+                (
+                    name_k,
+                    k,
+                    test_error,
+                    tune_error,
+                    C,
+                    seconds,
+                    memory.bytes / 2**20,
+                    cpu,
+                )
             )
             print(
                 f"{name_k:7s} K={k:3d}: test error {test_error:5.2f} %, tune CV error "

@@ -77,7 +77,9 @@ def merge_all_or_none(sums, batch):
             continue
         # The bound merge itself checks (Cauchy-Schwarz: finite diagonals,
         # finite sums), checked for every fold before any is changed.
-        if not np.isfinite(mine._diagonals() + theirs._diagonals()).all():
+        with np.errstate(over="ignore", invalid="ignore"):
+            diagonals = mine._diagonals() + theirs._diagonals()
+        if not np.isfinite(diagonals).all():
             raise ValueError(
                 "The sums over X overflowed: its values (or their squares) are "
                 "too large for the accumulation dtype. Rescale X (e.g. with "

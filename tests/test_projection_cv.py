@@ -383,3 +383,24 @@ def test_partial_fit_refuses_splitters_and_too_few_rows():
     assert model.n_samples_seen_ == 600
     with pytest.warns(UserWarning, match="starts a new stream"):
         SharedProjectionCV([0.1], modalities=MODALITIES).fit(X).partial_fit(X)
+
+
+def test_an_overflow_in_one_fold_merges_no_fold():
+    from skcrossmodal._fold_statistics import merge_all_or_none
+
+    X = make_data(n=60)
+    model = SharedProjectionCV([0.1], modalities=MODALITIES, cv=3)
+    model.partial_fit(X[:30], solve=False)
+    sums = model._stream.sums
+    before = [(s.gram.copy(), s.n_rows) for s in sums]
+    batch = [
+        sums[f].empty_like().update(X[30 + 10 * f : 40 + 10 * f]) for f in range(3)
+    ]
+    batch[2].gram[0, 0] = 1e308  # its fold's diagonal sum overflows
+    sums[2].gram[0, 0] = 1e308
+    before[2][0][0, 0] = 1e308
+    with pytest.raises(ValueError, match="overflowed"):
+        merge_all_or_none(sums, batch)
+    for (gram, n), s in zip(before, sums):
+        np.testing.assert_array_equal(s.gram, gram)
+        assert s.n_rows == n
