@@ -404,3 +404,24 @@ def test_an_overflow_in_one_fold_merges_no_fold():
     for (gram, n), s in zip(before, sums):
         np.testing.assert_array_equal(s.gram, gram)
         assert s.n_rows == n
+
+
+def test_dask_fit_on_a_distributed_local_cluster():
+    """The per-chunk fold sums travel between processes (pickled)."""
+    da = pytest.importorskip("dask.array")
+    distributed = pytest.importorskip("distributed")
+    X = make_data()
+    groups = np.arange(600) % 7
+    expected = SharedProjectionCV(
+        GRID, n_components=2, modalities=MODALITIES, cv=GroupKFold(3)
+    ).fit(X, groups=groups)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        model = SharedProjectionCV(
+            GRID, n_components=2, modalities=MODALITIES, cv=GroupKFold(3)
+        ).fit(da.from_array(X, chunks=(150, 20)), groups=groups)
+    assert_same_model(model, expected, X)
