@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 
 from . import _audio_features as _af
+from ._dtypes import check_numeric_features
 
 __all__ = ["AudioFeaturizer"]
 
@@ -453,6 +454,7 @@ def _clips(X):
         return items
     # Anything else is a table of equal-length clips, one per row; check_array
     # gives scikit-learn's messages for sparse, complex, 1-D or empty input.
+    check_numeric_features(X)
     try:
         table = check_array(X, dtype=(np.float64, np.float32))
     except ValueError as exc:

@@ -35,6 +35,7 @@ from skcrossmodal import (
     SharedProjection,
     WeightedFusion,
 )
+from skcrossmodal.exceptions import NonNumericFeatureError
 from skcrossmodal.metrics import (
     make_retrieval_scorer,
     mean_average_precision,
@@ -61,8 +62,12 @@ def frame(seed=0):
 
 
 def labels(X):
-    values = np.asarray(X).real.astype(float)
-    values = values if values.ndim == 1 else values[:, 0]
+    """0/1 labels from X's first column (the only one read: a case may put
+    something that is not a number in another column)."""
+    if hasattr(X, "columns"):  # pandas or polars
+        X = X[X.columns[0]]
+    values = np.asarray(X)
+    values = (values if values.ndim == 1 else values[:, 0]).real.astype(float)
     return (np.nan_to_num(values) > 0).astype(int)
 
 
@@ -223,6 +228,15 @@ def _with_physical_memory(n_bytes, run):
             _closed_form.physical_memory = real
 
     return patched
+
+
+def _dates():
+    return pd.date_range("2020-01-01", periods=N_SAMPLES)
+
+
+def _polars(data):
+    pl = pytest.importorskip("polars")
+    return pl.DataFrame({name: data[name].to_numpy() for name in data.columns})
 
 
 def numpy_frame():
@@ -427,8 +441,41 @@ CASES = [
     Case(
         "strings where numbers belong",
         fit_with(X=with_values(lambda d: d.__setitem__("a__1", "word"))),
-        ValueError,
-        "could not convert string to float",
+        NonNumericFeatureError,
+        "column 'a__1' of X has dtype str, which is not numeric.*featurise it",
+    ),
+    # A date column: refused alike in pandas and polars (polars used to turn
+    # it into microseconds since 1970), at fit and later (tests/test_dtypes.py
+    # covers every estimator and kind of column).
+    Case(
+        "a datetime column (pandas)",
+        fit_with(X=with_values(lambda d: d.__setitem__("a__1", _dates()))),
+        NonNumericFeatureError,
+        "column 'a__1' of X has dtype datetime64.*days since a reference date",
+    ),
+    Case(
+        "a datetime column (polars)",
+        fit_with(
+            X=lambda: _polars(with_values(lambda d: d.__setitem__("a__1", _dates()))())
+        ),
+        NonNumericFeatureError,
+        r"column 'a__1' of X has dtype Datetime.*days since a reference date",
+    ),
+    Case(
+        "a datetime column later (polars)",
+        fit_then_use(
+            lambda: _polars(with_values(lambda d: d.__setitem__("a__1", _dates()))())
+        ),
+        NonNumericFeatureError,
+        r"column 'a__1' of X has dtype Datetime.*days since a reference date",
+    ),
+    Case(
+        "a category column later (pandas)",
+        fit_then_use(
+            with_values(lambda d: d.__setitem__("b__0", pd.Categorical(labels(d))))
+        ),
+        NonNumericFeatureError,
+        "column 'b__0' of X has dtype category.*OneHotEncoder",
     ),
     Case(
         "1-D input",
