@@ -496,14 +496,23 @@ class CrossModalTransferRegressor(RegressorMixin, _BaseCrossModalTransfer):
         return Ridge()
 
     def _labelled_rows(self, y, n_samples):
-        y = check_array(
-            y,
-            ensure_2d=False,
-            dtype="numeric",
-            ensure_all_finite="allow-nan",
-            input_name="y",
-            estimator=self,
-        )
+        try:
+            y = check_array(
+                y,
+                ensure_2d=False,
+                dtype="numeric",
+                ensure_all_finite="allow-nan",
+                input_name="y",
+                estimator=self,
+            )
+        except (TypeError, ValueError) as exc:
+            if "convert" not in str(exc):
+                raise
+            raise ValueError(
+                f"y of {type(self).__name__} must hold numbers (regression "
+                f"targets; NaN marks an unlabelled row), but {exc}. For class "
+                "labels use CrossModalTransferClassifier."
+            ) from exc
         if n_samples is not None and y.shape[0] != n_samples:
             raise ValueError(
                 f"X and y have inconsistent numbers of samples: {n_samples} "

@@ -145,3 +145,34 @@ def test_a_constant_column_is_constant_in_any_units(exponent, value, column, sca
     np.testing.assert_allclose(
         model.canonical_correlations_, reference.canonical_correlations_, rtol=1e-8
     )
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_fits_in_threads_leave_the_blas_thread_limit_as_it_was(estimator):
+    """Four fits of the same estimator at once in threads (GridSearchCV's
+    threading backend): each gives the answer of a fit alone, and the
+    process's BLAS limit is the caller's afterwards. A plain
+    threadpool_limits in one path (the gradient solver's epochs) restored
+    "1 thread" when fits interleaved."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    X = make_data()
+    alone = _fit(clone(estimator), X)
+    use = "transform" if hasattr(alone, "transform") else "predict"
+    with threadpool_limits(limits=2, user_api="blas"):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            fitted = list(pool.map(lambda _: _fit(clone(estimator), X), range(24)))
+        assert _blas_threads() == {2}
+    for model in fitted:
+        np.testing.assert_allclose(
+            getattr(model, use)(X), getattr(alone, use)(X), rtol=1e-9, atol=1e-12
+        )
+
