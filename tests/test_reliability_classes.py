@@ -175,4 +175,3 @@ def test_fits_in_threads_leave_the_blas_thread_limit_as_it_was(estimator):
         np.testing.assert_allclose(
             getattr(model, use)(X), getattr(alone, use)(X), rtol=1e-9, atol=1e-12
         )
-
