@@ -175,3 +175,33 @@ def test_fits_in_threads_leave_the_blas_thread_limit_as_it_was(estimator):
         np.testing.assert_allclose(
             getattr(model, use)(X), getattr(alone, use)(X), rtol=1e-9, atol=1e-12
         )
+
+
+@settings(max_examples=6, deadline=None)
+@given(exponent=st.integers(min_value=-30, max_value=30))
+def test_deep_projection_is_blind_to_units(exponent):
+    """DeepSharedProjection standardises its inputs: data in units of
+    10**exponent trains the same encoders as in units of 1 (up to the
+    float32 rounding of the standardised inputs). An absolute floor on the
+    standard deviations left data in units of 1e-19 unscaled and its
+    encoders' outputs constant. (Units past float32's range, which the
+    encoders compute in, are left to the deep estimator's own checks.)"""
+    from skcrossmodal import DeepSharedProjection
+
+    X = make_data()
+
+    def fit(data):
+        model = DeepSharedProjection(
+            2,
+            modalities=MODALITIES,
+            hidden_layer_sizes=(4,),
+            max_iter=5,
+            random_state=0,
+        )
+        return _fit(model, data)
+
+    reference = fit(X)
+    model = fit(X * 10.0**exponent)
+    np.testing.assert_allclose(
+        model.canonical_correlations_, reference.canonical_correlations_, rtol=1e-4
+    )
