@@ -26,6 +26,7 @@ import numpy as np
 from scipy import sparse
 
 from ._modalities import resolve_modalities
+from .exceptions import NonNumericFeatureError
 
 # How many accumulators one task of the tree reduction merges.
 _FAN_IN = 8
@@ -86,7 +87,7 @@ def check_dask_array(X, *, estimator_name, modalities=None, n_features_in=None):
         )
     n_features = int(n_features)
     if X.dtype.kind not in "biuf":
-        raise ValueError(
+        raise NonNumericFeatureError(
             f"Dask array of dtype {X.dtype} is not numeric; {name} needs "
             "float (or int/bool) values."
         )

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from ._closed_form import feature_scales
 from ._deep_loss import ey_loss_and_gradients
 from ._deep_mlp import Adam, Encoder
 
@@ -22,14 +23,16 @@ CHUNK_ROWS = 4096
 def input_statistics(X, indices, rows, dtype):
     """Per-feature mean and standard deviation of X[rows][:, indices].
 
-    A feature whose standard deviation is below ``1e-12`` times the largest
-    (a constant pixel, say) keeps scale 1: dividing by ~0 would blow up the
-    rounding noise of a feature that carries nothing.
+    A constant feature (a constant pixel, say) keeps scale 1: dividing by ~0
+    would blow up the rounding noise of a feature that carries nothing.
+    Constancy is judged against the feature's own level (the shared
+    ``feature_scales``), never an absolute floor: the former
+    ``1e-12 * max(largest std, 1)`` left every feature of data in units of
+    1e-19 unscaled, and the encoders' outputs constant ("rank 0").
     """
     block = X[rows][:, indices].astype(np.float64)
     mean = block.mean(axis=0)
-    std = block.std(axis=0)
-    std = np.where(std > 1e-12 * max(std.max(initial=0.0), 1.0), std, 1.0)
+    std = feature_scales(np, block.var(axis=0), mean)
     return mean.astype(dtype), std.astype(dtype)
 
 

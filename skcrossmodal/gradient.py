@@ -7,7 +7,7 @@ from numbers import Integral, Real
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 
-from ._base import VersionedPickleMixin, validate_modal_data
+from ._base import VersionedPickleMixin, restore_on_error, validate_modal_data
 from ._dask import is_dask_collection
 from ._gradient import fit_gradient_space
 from ._space_estimator import SharedSpaceMixin
@@ -286,8 +286,14 @@ class GradientSharedProjection(
                 "whose statistics are computed chunk by chunk where the "
                 "chunks live."
             )
-        X = validate_modal_data(self, X, reset=True)
-        self._check_params_against_modalities()
+        # A refused X (infinity, a row with no modality...) leaves a previous
+        # fit exactly as it was: validation sets n_features_in_, modalities_.
+        with restore_on_error(self):
+            X = validate_modal_data(self, X, reset=True)
+            self._check_params_against_modalities()
+            return self._fit_validated(X)
+
+    def _fit_validated(self, X):
         space, info = fit_gradient_space(
             X,
             self.modalities_,

@@ -21,6 +21,7 @@ from sklearn.utils.validation import (
 )
 
 from .._base import VersionedPickleMixin
+from .._transfer_checks import refuse_missing_labels
 from ._base import ModalInputMixin, error_context, modality_context, refuse_array_api
 from ._utils import block_rows, check_weights, row_coefficients
 
@@ -128,6 +129,9 @@ class _BaseLateFusion(VersionedPickleMixin, ModalInputMixin, BaseEstimator):
                 "y is None."
             )
         X, present = self._validate_blocks(X, reset=True)
+        if self._is_classifier():
+            # pd.NA would otherwise fail as "boolean value of NA is ambiguous".
+            refuse_missing_labels(self, y)
         y = _check_y(y, estimator=self)
         if y.shape[0] != X.shape[0]:
             raise ValueError(
