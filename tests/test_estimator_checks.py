@@ -15,6 +15,7 @@ import importlib
 import inspect
 import pkgutil
 
+import pytest
 from sklearn.base import BaseEstimator
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -42,15 +43,24 @@ ESTIMATORS = [
     SharedProjection(n_components=1, modalities=EVEN_ODD, reg="auto", scale=True),
     # The blocks differ in width with an odd number of columns: align them.
     WeightedFusion(modalities=EVEN_ODD, align="pca", n_components=1),
+    WeightedFusion(modalities=EVEN_ODD, align="pca"),
+    WeightedFusion({"even": 1, "odd": 2}, modalities=EVEN_ODD, align="shared"),
     ConcatFusion(modalities=EVEN_ODD),
+    ConcatFusion("mfa", modalities=EVEN_ODD, center=False),
     LateFusionClassifier(modalities=EVEN_ODD),
+    LateFusionClassifier(modalities=EVEN_ODD, method="stacking", cv=3),
     LateFusionRegressor(modalities=EVEN_ODD),
+    LateFusionRegressor(modalities=EVEN_ODD, method="stacking", cv=3),
     CrossModalTransferClassifier(SharedProjection(n_components=1, modalities=EVEN_ODD)),
     CrossModalTransferRegressor(SharedProjection(n_components=1, modalities=EVEN_ODD)),
     ModalityBranch(StandardScaler()),
     SharedProjectionCV([0.1, 1.0], n_components=1, modalities=EVEN_ODD, cv=2),
     AudioFeaturizer(sample_rate=100, frame_length=0.05, hop_length=0.02),
     GradientSharedProjection(n_components=1, modalities=EVEN_ODD, random_state=0),
+    # Stopped early: the checks' contract must hold before convergence too.
+    GradientSharedProjection(
+        n_components=1, modalities=EVEN_ODD, max_iter=5, random_state=0
+    ),
     DeepSharedProjection(
         n_components=1,
         modalities=EVEN_ODD,
@@ -80,6 +90,9 @@ EXPECTED_FAILED = {
         "check_classifiers_classes": "-1 marks unlabelled rows (y == -1)",
     },
     "AudioFeaturizer": {
+        # With 2-D numeric input (one clip per row) the checks apply, except
+        # these two: clips of any length may follow clips of any other
+        # length, so the transformer sets no n_features_in_.
         "check_n_features_in": "raw audio: a clip's length is not a feature count",
         "check_n_features_in_after_fitting": "raw audio: clips may change length",
     },
@@ -90,7 +103,10 @@ def expected_failed_checks(estimator):
     return EXPECTED_FAILED.get(type(estimator).__name__, {})
 
 
+# The iterative estimators are run with few iterations to keep the checks
+# fast; their ConvergenceWarning is expected there.
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 

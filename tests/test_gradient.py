@@ -27,7 +27,6 @@ from scipy import linalg, sparse
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import get_tags
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skcrossmodal
 from skcrossmodal import (
@@ -446,19 +445,6 @@ def test_dask_input_is_refused_clearly():
     model = GradientSharedProjection(2, modalities=modalities)
     with pytest.raises(ValueError, match="needs X in memory"):
         model.fit(da.from_array(X, chunks=100))
-
-
-@parametrize_with_checks(
-    [
-        GradientSharedProjection(
-            n_components=1, modalities=EVEN_ODD, max_iter=5, random_state=0
-        )
-    ]
-)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        check(estimator)
 
 
 # -- array API input (array_api_strict, torch CPU) -------------------------------
