@@ -11,16 +11,10 @@ that none is forgotten). A check an estimator cannot pass is listed in
 ``EXPECTED_FAILED`` with the reason.
 """
 
-import importlib
-import inspect
-import pkgutil
-
 import pytest
-from sklearn.base import BaseEstimator
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import skcrossmodal
 from skcrossmodal import (
     ConcatFusion,
     CrossModalTransferClassifier,
@@ -33,6 +27,7 @@ from skcrossmodal import (
     SharedProjectionCV,
     WeightedFusion,
 )
+from skcrossmodal._testing import public_estimators
 from skcrossmodal.audio import AudioFeaturizer
 from skcrossmodal.compose import ModalityBranch
 
@@ -112,20 +107,7 @@ def test_sklearn_compatible(estimator, check):
 
 
 def test_every_public_estimator_is_checked():
-    modules = [skcrossmodal] + [
-        importlib.import_module(f"skcrossmodal.{info.name}")
-        for info in pkgutil.iter_modules(skcrossmodal.__path__)
-        if not info.name.startswith("_")
-    ]
-    public = {
-        name
-        for module in modules
-        for name, obj in vars(module).items()
-        if inspect.isclass(obj)
-        and issubclass(obj, BaseEstimator)
-        and obj.__module__.startswith("skcrossmodal")
-        and not name.startswith("_")
-    }
+    public = set(public_estimators())
     # Built by make_modality_transformer; a ColumnTransformer, which
     # scikit-learn's checks cannot build without its branches.
     public.discard("ModalityColumnTransformer")

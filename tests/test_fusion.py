@@ -23,6 +23,7 @@ from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils import get_tags
 
 from skcrossmodal import SharedProjection
+from skcrossmodal._testing import namespace_of, to_numpy, to_xp
 from skcrossmodal.fusion import (
     ConcatFusion,
     LateFusionClassifier,
@@ -594,30 +595,6 @@ INTERLEAVED = {"x": [0, 3, 5, 8], "y": [1, 4, 7], "z": [2, 6, 9]}
 def scipy_array_api_flag(monkeypatch):
     """What scikit-learn checks before it dispatches (see above)."""
     monkeypatch.setenv("SCIPY_ARRAY_API", "1")
-
-
-def to_xp(namespace, array):
-    if namespace == "numpy":
-        return np.array(array, copy=True)
-    if namespace == "array_api_strict":
-        xp = pytest.importorskip("array_api_strict")
-        return xp.asarray(array, device=xp.Device("device1"))
-    torch = pytest.importorskip("torch")
-    return torch.asarray(array, device="cpu")
-
-
-def to_numpy(array):
-    if hasattr(array, "cpu"):
-        return array.cpu().numpy()
-    if type(array).__module__.startswith("array_api_strict"):
-        import array_api_strict
-
-        return np.asarray(array.to_device(array_api_strict.Device("CPU_DEVICE")))
-    return np.asarray(array)
-
-
-def namespace_of(array):
-    return type(array).__module__.split(".")[0]
 
 
 def check_output(result, X_xp, namespace):

@@ -38,29 +38,16 @@ from skcrossmodal import (
 from skcrossmodal._gradient import _problem
 from skcrossmodal._gradient._problem import Problem
 from skcrossmodal._gradient._rows import Rows
+from skcrossmodal._testing import contiguous_modalities as contiguous
+from skcrossmodal._testing import correlated_views
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
 NAMESPACES = ["array_api_strict", "torch"]
 
 
-def make_views(n=600, widths=(7, 5), n_latent=3, noise=1.0, offset=0.0, seed=0):
-    """Views sharing a latent signal of distinct strengths."""
-    rng = np.random.default_rng(seed)
-    latent = rng.normal(size=(n, n_latent)) * np.linspace(2.0, 0.5, n_latent)
-    views = [
-        latent @ rng.normal(size=(n_latent, w))
-        + noise * rng.normal(size=(n, w))
-        + offset
-        for w in widths
-    ]
-    return np.hstack(views), contiguous(widths)
-
-
-def contiguous(widths):
-    stops = np.cumsum(widths)
-    return {
-        f"m{i}": slice(stop - w, stop) for i, (w, stop) in enumerate(zip(widths, stops))
-    }
+def make_views(*args, **kwargs):
+    X, _, modalities = correlated_views(*args, **kwargs)
+    return X, modalities
 
 
 def interleaved(widths):

@@ -6,8 +6,6 @@ torch on the CPU: a projection fitted in that namespace, scored on held-out
 rows of it.
 """
 
-from contextlib import nullcontext
-
 import numpy as np
 import pytest
 from sklearn import config_context
@@ -17,6 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skcrossmodal import SharedProjection
+from skcrossmodal._testing import dispatch, to_xp
 from skcrossmodal.compose import make_modality_transformer
 from skcrossmodal.metrics import (
     make_retrieval_scorer,
@@ -32,22 +31,6 @@ NAMESPACES = ["numpy", "array_api_strict", "torch"]
 def scipy_array_api_flag(monkeypatch):
     """scikit-learn dispatches only with SCIPY_ARRAY_API=1."""
     monkeypatch.setenv("SCIPY_ARRAY_API", "1")
-
-
-def to_xp(namespace, array):
-    if namespace == "numpy":
-        return np.asarray(array)
-    if namespace == "array_api_strict":
-        xps = pytest.importorskip("array_api_strict")
-        return xps.asarray(array, device=xps.Device("device1"))
-    torch = pytest.importorskip("torch")
-    return torch.asarray(array, device="cpu")
-
-
-def dispatch(namespace):
-    if namespace == "numpy":
-        return nullcontext()
-    return config_context(array_api_dispatch=True)
 
 
 # -- the brute force ------------------------------------------------------------------

@@ -8,7 +8,6 @@ force computed independently with numpy/scipy on the host.
 
 import math
 import tracemalloc
-from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skcrossmodal import SharedProjection, retrieval
+from skcrossmodal._testing import dispatch, namespace_of, to_numpy, to_xp
 from skcrossmodal.compose import make_modality_transformer
 from skcrossmodal.metrics import mean_average_precision, median_rank, recall_at_k
 from skcrossmodal.retrieval import (
@@ -40,37 +40,6 @@ def scipy_array_api_flag(monkeypatch):
     """scikit-learn dispatches only with SCIPY_ARRAY_API=1; nothing here calls
     scipy on array API arrays (array_api_strict's device1 would refuse)."""
     monkeypatch.setenv("SCIPY_ARRAY_API", "1")
-
-
-def to_xp(namespace, array):
-    if namespace == "numpy":
-        return np.asarray(array)
-    if namespace == "array_api_strict":
-        xps = pytest.importorskip("array_api_strict")
-        return xps.asarray(array, device=xps.Device("device1"))
-    torch = pytest.importorskip("torch")
-    return torch.asarray(array, device="cpu")
-
-
-def to_numpy(array):
-    if hasattr(array, "cpu"):
-        return array.cpu().numpy()
-    if type(array).__module__.startswith("array_api_strict"):
-        import array_api_strict
-
-        return np.asarray(array.to_device(array_api_strict.Device("CPU_DEVICE")))
-    return np.asarray(array)
-
-
-def namespace_of(array):
-    return type(array).__module__.split(".")[0]
-
-
-def dispatch(namespace):
-    """array_api_dispatch on for the array API namespaces."""
-    if namespace == "numpy":
-        return nullcontext()
-    return config_context(array_api_dispatch=True)
 
 
 def rank_in(namespace, Z_query, Z_gallery, **params):
