@@ -39,7 +39,9 @@ ESTIMATORS = [
     # The blocks differ in width with an odd number of columns: align them.
     WeightedFusion(modalities=EVEN_ODD, align="pca", n_components=1),
     WeightedFusion(modalities=EVEN_ODD, align="pca"),
-    WeightedFusion({"even": 1, "odd": 2}, modalities=EVEN_ODD, align="shared"),
+    WeightedFusion(
+        {"even": 1, "odd": 2}, modalities=EVEN_ODD, align="shared", n_components=1
+    ),
     ConcatFusion(modalities=EVEN_ODD),
     ConcatFusion("mfa", modalities=EVEN_ODD, center=False),
     LateFusionClassifier(modalities=EVEN_ODD),
