@@ -21,7 +21,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils import get_tags
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from xp_testing import ARRAY_API_NAMESPACES, close, namespace_of, to_numpy, to_xp
 
 from skcrossmodal import SharedProjection
@@ -35,22 +34,6 @@ from skcrossmodal.fusion import _utils as fusion_utils
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
 ABC = {"a": [0, 1, 2], "b": [3, 4, 5], "c": [6, 7, 8]}
-
-
-@parametrize_with_checks(
-    [
-        WeightedFusion(modalities=EVEN_ODD, align="pca"),
-        WeightedFusion({"even": 1, "odd": 2}, modalities=EVEN_ODD, align="shared"),
-        ConcatFusion(modalities=EVEN_ODD),
-        ConcatFusion("mfa", modalities=EVEN_ODD, center=False),
-        LateFusionClassifier(modalities=EVEN_ODD),
-        LateFusionClassifier(modalities=EVEN_ODD, method="stacking", cv=3),
-        LateFusionRegressor(modalities=EVEN_ODD),
-        LateFusionRegressor(modalities=EVEN_ODD, method="stacking", cv=3),
-    ]
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def _data(n=12, width=9, seed=0):

@@ -27,7 +27,6 @@ from scipy import linalg, sparse
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import get_tags
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from xp_testing import ARRAY_API_NAMESPACES, close, namespace_of, to_numpy, to_xp
 
 import skcrossmodal
@@ -40,28 +39,15 @@ from skcrossmodal import (
 from skcrossmodal._gradient import _problem
 from skcrossmodal._gradient._problem import Problem
 from skcrossmodal._gradient._rows import Rows
+from skcrossmodal._testing import contiguous_modalities as contiguous
+from skcrossmodal._testing import correlated_views
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
 
 
-def make_views(n=600, widths=(7, 5), n_latent=3, noise=1.0, offset=0.0, seed=0):
-    """Views sharing a latent signal of distinct strengths."""
-    rng = np.random.default_rng(seed)
-    latent = rng.normal(size=(n, n_latent)) * np.linspace(2.0, 0.5, n_latent)
-    views = [
-        latent @ rng.normal(size=(n_latent, w))
-        + noise * rng.normal(size=(n, w))
-        + offset
-        for w in widths
-    ]
-    return np.hstack(views), contiguous(widths)
-
-
-def contiguous(widths):
-    stops = np.cumsum(widths)
-    return {
-        f"m{i}": slice(stop - w, stop) for i, (w, stop) in enumerate(zip(widths, stops))
-    }
+def make_views(*args, **kwargs):
+    X, _, modalities = correlated_views(*args, **kwargs)
+    return X, modalities
 
 
 def interleaved(widths):
@@ -446,19 +432,6 @@ def test_dask_input_is_refused_clearly():
     model = GradientSharedProjection(2, modalities=modalities)
     with pytest.raises(ValueError, match="needs X in memory"):
         model.fit(da.from_array(X, chunks=100))
-
-
-@parametrize_with_checks(
-    [
-        GradientSharedProjection(
-            n_components=1, modalities=EVEN_ODD, max_iter=5, random_state=0
-        )
-    ]
-)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        check(estimator)
 
 
 # -- array API input (array_api_strict, torch CPU) -------------------------------

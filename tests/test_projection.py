@@ -25,24 +25,7 @@ from xp_testing import (
 
 from skcrossmodal import SharedProjection, _numpy_sums, _statistics
 from skcrossmodal._shared_space import SharedSpace
-
-
-def make_views(n=600, widths=(7, 5), n_latent=3, noise=1.0, offset=0.0, seed=0):
-    """Views sharing a latent signal; distinct correlations, so unique vectors."""
-    rng = np.random.default_rng(seed)
-    latent = rng.normal(size=(n, n_latent)) * np.linspace(2.0, 0.5, n_latent)
-    views = [
-        latent @ rng.normal(size=(n_latent, w))
-        + noise * rng.normal(size=(n, w))
-        + offset
-        for w in widths
-    ]
-    modalities = {}
-    start = 0
-    for position, w in enumerate(widths):
-        modalities[f"m{position}"] = slice(start, start + w)
-        start += w
-    return np.hstack(views), views, modalities
+from skcrossmodal._testing import correlated_views as make_views
 
 
 def covariance(a, b):

@@ -15,7 +15,6 @@ from sklearn.model_selection import (
     PredefinedSplit,
     ShuffleSplit,
 )
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skcrossmodal import SharedProjection, SharedProjectionCV
 
@@ -188,20 +187,6 @@ def test_bad_candidates_are_clear_errors(regs, match):
     with pytest.raises(ValueError, match=match):
         SharedProjectionCV(regs, modalities=MODALITIES).fit(X)
     np.testing.assert_array_equal(X, before)
-
-
-@parametrize_with_checks(
-    [
-        SharedProjectionCV(
-            [0.1, 1.0],
-            n_components=1,
-            modalities={"even": slice(0, None, 2), "odd": slice(1, None, 2)},
-            cv=2,
-        )
-    ]
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 # -- Dask: per-fold statistics chunk by chunk --------------------------------

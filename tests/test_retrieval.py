@@ -8,7 +8,6 @@ force computed independently with numpy/scipy on the host.
 
 import math
 import tracemalloc
-from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -20,7 +19,13 @@ from sklearn.base import clone
 from sklearn.kernel_approximation import Nystroem, RBFSampler
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from xp_testing import ARRAY_API_NAMESPACES, namespace_of, to_numpy, to_xp
+from xp_testing import (
+    ARRAY_API_NAMESPACES,
+    dispatch_for,
+    namespace_of,
+    to_numpy,
+    to_xp,
+)
 
 from skcrossmodal import SharedProjection, retrieval
 from skcrossmodal.compose import make_modality_transformer
@@ -39,17 +44,10 @@ from skcrossmodal.retrieval import (
 pytestmark = pytest.mark.usefixtures("scipy_array_api_flag")
 
 
-def dispatch(namespace):
-    """array_api_dispatch on for the array API namespaces."""
-    if namespace == "numpy":
-        return nullcontext()
-    return config_context(array_api_dispatch=True)
-
-
 def rank_in(namespace, Z_query, Z_gallery, **params):
     """rank_embeddings in ``namespace``; results checked to stay there."""
     Zq, Zg = to_xp(namespace, Z_query), to_xp(namespace, Z_gallery)
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         result = rank_embeddings(Zq, Zg, **params)
     distances, indices = (
         result if params.get("return_distance", True) else (None, result)
@@ -174,7 +172,7 @@ def test_zero_vectors_have_cosine_zero(namespace):
 
 def test_rank_embeddings_errors(namespace):
     ones = to_xp(namespace, np.ones((3, 2)))
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         with pytest.raises(ValueError, match="larger than the gallery"):
             rank_embeddings(ones[:2, :], ones, k=4)
         with pytest.raises(ValueError, match="same space"):
@@ -410,7 +408,7 @@ def test_embed_is_the_modality_projection_and_leaves_the_model_alone(namespace):
     X_missing = X.copy()
     X_missing[:10, 6:] = np.nan  # image missing
     X_missing[10:15, :6] = np.nan  # text missing: no matter for "image"
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         model = SharedProjection(n_components=3, modalities=modalities).fit(
             to_xp(namespace, X)
         )
@@ -446,7 +444,7 @@ def test_rank_through_a_projection(namespace, metric):
     model = SharedProjection(n_components=3, modalities=modalities).fit(X[:150])
     texts, images = X[150:200].copy(), X[200:]
     texts[:4, 6:] = np.nan  # the gallery modality may be missing on queries
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         fitted = (
             model
             if namespace == "numpy"
@@ -477,7 +475,7 @@ def test_rank_requires_the_modality_on_every_row(namespace):
     X_missing = X.copy()
     X_missing[3, :6] = np.nan
     X_missing[7, :6] = np.nan
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         model = SharedProjection(modalities=modalities).fit(to_xp(namespace, X))
         with pytest.raises(ValueError, match="Row 3 of X_query does not carry.*2 such"):
             rank(
@@ -509,7 +507,7 @@ def test_evaluate_retrieval_equals_the_metrics_on_the_full_matrix(namespace):
         "recall@10": recall_at_k(y_test, y_test, similarity, k=10),
         "median_rank": median_rank(y_test, y_test, similarity),
     }
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         if namespace != "numpy":
             model = clone(model).fit(to_xp(namespace, X[:150]))
         X_test = to_xp(namespace, X_test)
@@ -566,7 +564,7 @@ def test_evaluate_embeddings_equals_the_metrics(namespace, metric, labels):
         y_query, y_gallery = to_xp(namespace, y_query), to_xp(namespace, y_gallery)
     Zq, Zg = to_xp(namespace, Z_query), to_xp(namespace, Z_gallery)
     for batch_size in (None, 7):
-        with dispatch(namespace):
+        with dispatch_for(namespace):
             result = evaluate_embeddings(
                 Zq,
                 Zg,
@@ -591,7 +589,7 @@ def test_average_precision_by_hand(namespace):
     y_query, y_gallery = np.array([1]), np.array([0, 1, 1, 0, 1])
     # Relevant items 2, 1, 4 at ranks 2, 3, 4: precisions 1/2, 2/3, 3/4.
     expected_ap = (1 / 2 + 2 / 3 + 3 / 4) / 3
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         result = evaluate_embeddings(
             to_xp(namespace, Z_query),
             to_xp(namespace, Z_gallery),

@@ -8,8 +8,11 @@ non-default "device1", which refuses any conversion to numpy, as a GPU array
 would: a code path that silently went through numpy fails there.
 """
 
+from contextlib import nullcontext
+
 import numpy as np
 import pytest
+from sklearn import config_context
 
 NAMESPACES = ("numpy", "array_api_strict", "torch")
 ARRAY_API_NAMESPACES = NAMESPACES[1:]
@@ -63,3 +66,12 @@ def close(actual, expected, rtol):
     np.testing.assert_allclose(
         actual, expected, rtol=rtol, atol=rtol * np.nanmax(np.abs(expected))
     )
+
+
+def dispatch_for(name):
+    """scikit-learn's ``array_api_dispatch``, on for the array API namespaces
+    (a context; the ``dispatch`` fixture of conftest.py is the same for a
+    whole test)."""
+    if name == "numpy":
+        return nullcontext()
+    return config_context(array_api_dispatch=True)
