@@ -32,8 +32,9 @@ NUMERICAL = {
     "skcrossmodal._conventions",
     "skcrossmodal._shared_space",
 }
-# Private helpers the core may use: Dask chunk sums (no estimator in it).
-CORE_HELPERS = {"skcrossmodal._dask"}
+# Private helpers the core may use, none with an estimator in it: Dask chunk
+# sums, the counted one-BLAS-thread limit, the memory check.
+CORE_HELPERS = {"skcrossmodal._dask", "skcrossmodal._threads", "skcrossmodal._memory"}
 
 
 def module_name(path):

@@ -156,7 +156,7 @@ class _BaseLateFusion(VersionedPickleMixin, ModalInputMixin, BaseEstimator):
                 "y is None."
             )
         X, present = self._validate_blocks(X, reset=True)
-        if self._is_classifier():
+        if is_classifier(self):
             # pd.NA would otherwise fail as "boolean value of NA is ambiguous".
             refuse_missing_labels(self, y)
         y = _check_y(y, estimator=self)
