@@ -11,6 +11,7 @@ every namespace, and are moved to X's device once a batch.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -100,17 +101,24 @@ def batches(rng, rows, batch_size):
     return np.array_split(order, n_batches)
 
 
-def run_epoch(encoders, optimizer, modalities, X, rows, rng, batch_size, alpha):
+def run_epoch(
+    encoders, optimizer, modalities, X, rows, rng, batch_size, alpha, schedule=None
+):
     """One pass of Adam over ``rows``; returns the mean mini-batch loss.
 
     The loss of a batch is the Eckhart-Young loss plus
     ``alpha / (2 * batch rows) * sum ||W||^2``, MLPClassifier's weight decay.
     It is summed on X's device and read once, at the end of the epoch.
+    ``schedule``, if given, maps the fraction of the epoch done (0 to 1) to
+    the learning rate of the next step.
     """
     names = list(modalities)
     params = [p for name in names for p in encoders[name].params]
     total, seen = 0.0, 0
-    for batch in batches(rng, rows, batch_size):
+    parts = batches(rng, rows, batch_size)
+    for position, batch in enumerate(parts):
+        if schedule is not None:
+            optimizer.learning_rate = schedule(position / len(parts))
         X_batch = take_rows(X, batch)
         outputs, layers = [], []
         for name in names:
@@ -149,7 +157,7 @@ def train(
     tol,
     n_iter_no_change,
     validation_score,
-    adaptive,
+    schedule,
     verbose,
 ):
     """Epochs until ``max_iter`` or no progress; returns the training record.
@@ -158,16 +166,35 @@ def train(
     training loss by more than ``tol``, as in MLPClassifier) or a callable
     returning the held-out correlation of the current encoders (progress is
     then a rise by more than ``tol``, and the encoders of the best epoch are
-    restored at the end). With ``adaptive``, each time two epochs in a row
-    make no progress the learning rate is divided by 5 (MLPClassifier's
-    ``learning_rate="adaptive"``).
+    restored at the end). ``schedule`` is the estimator's ``learning_rate``:
+    with ``"adaptive"``, each time two epochs in a row make no progress the
+    learning rate is divided by 5 (MLPClassifier's ``"adaptive"``); with
+    ``"cosine"`` it falls from its initial value to 0 along half a cosine
+    over ``max_iter`` epochs, step by step (Loshchilov and Hutter's SGDR
+    without restarts).
     """
+    initial = optimizer.learning_rate
     record = {"loss_curve": [], "validation_scores": [], "converged": False}
     best, best_params, stale = None, None, 0
     start = time.perf_counter()
     for epoch in range(max_iter):
+        cosine = None
+        if schedule == "cosine":
+
+            def cosine(fraction, epoch=epoch):
+                done = (epoch + fraction) / max_iter
+                return initial * 0.5 * (1.0 + math.cos(math.pi * done))
+
         loss = run_epoch(
-            encoders, optimizer, modalities, X, train_rows, rng, batch_size, alpha
+            encoders,
+            optimizer,
+            modalities,
+            X,
+            train_rows,
+            rng,
+            batch_size,
+            alpha,
+            cosine,
         )
         record["loss_curve"].append(loss)
         # As MLPClassifier: progress is measured against the best so far
@@ -188,19 +215,22 @@ def train(
                 best = score
                 best_params = [_copy(p) for e in encoders.values() for p in e.params]
             message = f"loss {loss:.6f}, validation correlation {score:.4f}"
-        if adaptive and stale and stale % 2 == 0:
+        if schedule == "adaptive" and stale and stale % 2 == 0:
             optimizer.learning_rate /= 5.0
         if verbose:
             elapsed = time.perf_counter() - start
             print(
                 f"Epoch {epoch + 1}: {message}, learning rate "
-                f"{optimizer.learning_rate:.2g}, {elapsed:.1f} s",
+                f"{optimizer.learning_rate:.3g}, {elapsed:.1f} s",
                 flush=True,
             )
         if stale >= n_iter_no_change:
             record["converged"] = True
             break
     record["n_epochs"] = epoch + 1
+    if schedule == "cosine":
+        # A later partial_fit continues at the initial rate, not at ~0.
+        optimizer.learning_rate = initial
     if best_params is not None:
         current = [p for e in encoders.values() for p in e.params]
         for target, saved in zip(current, best_params):

@@ -54,8 +54,14 @@ class DeepSharedProjection(
     unbiased estimate of the loss and its gradient on any batch size, which
     is what stochastic gradient methods assume.
 
-    The forward and backward passes are written in numpy (no deep learning
-    framework), in ``float32`` by default.
+    The forward and backward passes are written by hand against the array
+    API, in ``float32`` by default: numpy input trains in numpy (no deep
+    learning framework needed); under
+    ``sklearn.set_config(array_api_dispatch=True)`` torch, CuPy or any array
+    API input trains in its own namespace and on its own device (a GPU
+    tensor trains on the GPU), the same code, and ``transform`` returns that
+    namespace's arrays. A ``random_state`` gives the same initial weights and
+    batches in every namespace (they are drawn by numpy).
 
     Parameters
     ----------
@@ -92,10 +98,15 @@ class DeepSharedProjection(
         Rows per mini-batch (at least 4: each is split in two halves).
         ``"auto"`` is ``min(256, n_samples)``.
 
-    learning_rate : {"constant", "adaptive"}, default="constant"
+    learning_rate : {"constant", "adaptive", "cosine"}, default="constant"
         ``"adaptive"``: each time two epochs in a row make no progress (see
         ``tol``) the step size is divided by 5, as MLPClassifier's
         ``learning_rate="adaptive"`` does (there for SGD only).
+        ``"cosine"``: the step size falls from ``learning_rate_init`` to 0
+        along half a cosine over ``max_iter`` epochs, a little every batch
+        (Loshchilov and Hutter, ICLR 2017, without restarts): for a fixed
+        budget of epochs. ``partial_fit`` always steps at
+        ``learning_rate_init``.
 
     learning_rate_init : float > 0, default=1e-3
         Adam's initial step size.
@@ -143,21 +154,24 @@ class DeepSharedProjection(
     ----------
     modalities_ : dict of str -> ndarray of int
         Column indices of each modality in X.
-    coefs_ : dict of str -> list of ndarray
-        Each modality's weight matrices, input to output.
-    intercepts_ : dict of str -> list of ndarray
-        Each modality's bias vectors.
-    input_mean_ : dict of str -> ndarray
+    coefs_ : dict of str -> list of arrays
+        Each modality's weight matrices, input to output, in the namespace
+        and on the device of the training data (``dtype``).
+    intercepts_ : dict of str -> list of arrays
+        Each modality's bias vectors (same namespace).
+    input_mean_ : dict of str -> array
         Mean of each input feature, subtracted before the first layer.
-    input_scale_ : dict of str -> ndarray
+    input_scale_ : dict of str -> array
         Standard deviation of each input feature (1 for constant ones).
     shared_projection_ : SharedProjection
         The exact linear CCA fitted on the encoders' outputs (columns
         ``n_components * m`` to ``n_components * (m + 1)`` for modality
-        ``m``).
-    canonical_correlations_ : ndarray of shape (n_components,)
+        ``m``). Fitted on the host (numpy): its input is only
+        ``n_components`` columns per modality.
+    canonical_correlations_ : array of shape (n_components,)
         Canonical correlations of the encoders' outputs on the fitting
-        rows (those of ``shared_projection_``).
+        rows (those of ``shared_projection_``), in the training data's
+        namespace and device.
     loss_curve_ : list of float
         Mean mini-batch loss of every epoch (with the penalty).
     validation_scores_ : list of float or None
@@ -186,7 +200,13 @@ class DeepSharedProjection(
     missing modalities (a block of NaN), like :class:`SharedProjection`.
 
     Pickles hold the weights but not Adam's moment estimates, so a
-    ``partial_fit`` after unpickling starts with fresh moments.
+    ``partial_fit`` after unpickling starts with fresh moments. The weights
+    are pickled in their namespace (a model trained on a GPU unpickles
+    where that device exists). ``transform`` and ``score`` under
+    ``array_api_dispatch`` want X from the training namespace and device, as
+    scikit-learn's array API estimators do; ``fit`` with ``warm_start`` and
+    ``partial_fit`` move the encoders to the new data's namespace and device
+    (with fresh Adam moments).
 
     Examples
     --------
@@ -221,7 +241,7 @@ class DeepSharedProjection(
             Interval(Integral, 4, None, closed="left"),
             StrOptions({"auto"}),
         ],
-        "learning_rate": [StrOptions({"constant", "adaptive"})],
+        "learning_rate": [StrOptions({"constant", "adaptive", "cosine"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -338,7 +358,7 @@ class DeepSharedProjection(
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
             validation_score=score,
-            adaptive=self.learning_rate == "adaptive",
+            schedule=self.learning_rate,
             verbose=self.verbose,
         )
         self._optimizer = optimizer

@@ -491,3 +491,20 @@ def test_transform_refuses_another_namespace_and_warm_start_moves(X_small, dispa
     assert isinstance(model.coefs_["a"][0], np.ndarray)
     assert model.n_iter_ == 10
     assert not np.allclose(model.coefs_["a"][0], before)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_cosine_learning_rate_follows_half_a_cosine(X_small, capsys):
+    """The rate of each epoch's last step (printed), against the formula:
+    300 rows in batches of 60 are 5 steps an epoch, the last at 4/5."""
+    model = _small(learning_rate="cosine", batch_size=60, max_iter=4, verbose=1)
+    model.fit(X_small)
+    rates = [
+        float(line.split("learning rate ")[1].split(",")[0])
+        for line in capsys.readouterr().out.splitlines()
+    ]
+    done = (np.arange(4) + 0.8) / 4
+    expected = 1e-3 * 0.5 * (1 + np.cos(np.pi * done))
+    assert rates == pytest.approx(expected, rel=0.006)  # printed to 3 digits
+    # partial_fit after it steps at learning_rate_init again, not at ~0.
+    assert model._optimizer.learning_rate == 1e-3
