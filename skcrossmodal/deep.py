@@ -105,7 +105,8 @@ class DeepSharedProjection(
         ``"cosine"``: the step size falls from ``learning_rate_init`` to 0
         along half a cosine over ``max_iter`` epochs, a little every batch
         (Loshchilov and Hutter, ICLR 2017, without restarts): for a fixed
-        budget of epochs. ``partial_fit`` always steps at
+        budget of epochs, so reaching ``max_iter`` raises no
+        ``ConvergenceWarning``. ``partial_fit`` always steps at
         ``learning_rate_init``.
 
     learning_rate_init : float > 0, default=1e-3
@@ -367,7 +368,8 @@ class DeepSharedProjection(
         self.loss_curve_ = record["loss_curve"]
         self.validation_scores_ = record["validation_scores"] or None
         self.best_validation_score_ = record.get("best_validation_score")
-        if not record["converged"]:
+        # A cosine schedule ends at max_iter by design: no warning then.
+        if not record["converged"] and self.learning_rate != "cosine":
             warnings.warn(
                 f"DeepSharedProjection: max_iter={self.max_iter} epochs reached "
                 "before the progress stalled; the encoders may not be trained "
