@@ -93,12 +93,22 @@ def _numpy_covariance(gram_upper, sum_given, counts, owner, delta):
     n_columns = len(owner)
     covariance = np.empty((n_columns, n_columns))
     band = max(16, _BAND_BYTES // (8 * n_columns))
+    # Every row carries every modality (the common case): one divisor N and
+    # S[i, l] = N delta_i for every l, so the entry is G / N - delta delta^T,
+    # a third of the general formula's passes over the band.
+    complete = np.all(counts == counts[0, 0]) and np.all(sum_given == sum_given[:, :1])
     for start in range(0, n_columns, band):
         stop = min(start + band, n_columns)
         rows, right = slice(start, stop), slice(start, None)
         gram = np.array(gram_upper[rows, right])
         square = gram[:, : stop - start]  # the diagonal square: upper only
         square[...] = symmetrized(square)
+        if complete:
+            gram /= counts[0, 0]
+            gram -= np.outer(delta[rows], delta[right])  # symmetric: exact
+            covariance[rows, right] = gram
+            covariance[stop:, rows] = gram[:, stop - start :].T
+            continue
         n_pair = counts[np.ix_(owner[rows], owner[right])]
         given = sum_given[rows][:, owner[right]] * delta[right]
         given_t = (sum_given[right][:, owner[rows]] * delta[rows]).T

@@ -160,18 +160,20 @@ class SharedSpace:
                     continue
                 a = _masked(xp, projections[m], rows, dtype)
                 b = _masked(xp, projections[l], rows, dtype)
+                # Centring a constant column leaves rounding noise of about
+                # eps times its magnitude: "constant" is judged against the
+                # un-centred norm, never against the (noise) spread itself.
+                eps = float(xp.finfo(dtype).eps)
+                tiny_a = 64 * eps * xp.sqrt(xp.sum(a * a, axis=0))
+                tiny_b = 64 * eps * xp.sqrt(xp.sum(b * b, axis=0))
                 a = (a - xp.sum(a, axis=0) / count) * weight
                 b = (b - xp.sum(b, axis=0) / count) * weight
                 norm_a = xp.sqrt(xp.sum(a * a, axis=0))
                 norm_b = xp.sqrt(xp.sum(b * b, axis=0))
-                scale = xp.sqrt(xp.sum(a * a + b * b, axis=0))
                 product = xp.sum(a * b, axis=0)
                 for j in range(product.shape[0]):
-                    na, nb, s = float(norm_a[j]), float(norm_b[j]), float(scale[j])
-                    # Constant up to rounding, relative to the projections' own
-                    # magnitude: a correlation of rounding noise is undefined.
-                    tiny = 64 * float(xp.finfo(dtype).eps) * max(s, 1e-300)
-                    if na <= tiny or nb <= tiny:
+                    na, nb = float(norm_a[j]), float(norm_b[j])
+                    if na <= float(tiny_a[j]) or nb <= float(tiny_b[j]):
                         undefined.append(
                             f"component {j} of {names[m]!r}-{names[l]!r} (constant)"
                         )

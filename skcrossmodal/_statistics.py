@@ -48,35 +48,21 @@ it) is instead validated whole first, then added in place.
 
 Speed (numpy)
 -------------
-The Gram is formed with BLAS ``syrk`` (half the flops of a general product)
-on row chunks, so the only memory besides X is one chunk and the ``D x D``
-sums. Rows are first assumed complete and finite: each chunk's Gram is added,
-then its column sums are taken by ``gemv`` while it is still in cache, and a
-NaN or infinity shows in them. Only then, if one did, is the batch summed
-again by the general (pairwise-complete) path, so complete finite data pays
-no extra pass for the NaN check.
+BLAS ``syrk`` on row chunks, complete finite rows assumed first: see
+:mod:`._numpy_sums`, the mixin that sums numpy and sparse batches.
 """
 
 from __future__ import annotations
 
 import copy
 import numbers
-import warnings
 
 import numpy as np
 from scipy import sparse
-from scipy.linalg.blas import dgemv, dsyrk
 
-from ._batch_sums import (
-    sparse_nan_moments,
-    sum_sparse,
-    sum_sparse_densified,
-    xp_batch,
-    xp_diagonal,
-)
+from ._batch_sums import xp_batch, xp_diagonal
 from ._covariance import BlockCovariance, block_covariance, check_pair_counts
 from ._dask import is_dask_collection
-from ._modalities import check_finite_blocks
 from ._namespace import (
     accumulation_dtype,
     array_device,
@@ -86,6 +72,7 @@ from ._namespace import (
     to_namespace,
     to_numpy,
 )
+from ._numpy_sums import NumpyBatchSums, chunk_rows, raise_overflow
 
 __all__ = [
     "BlockCovariance",
@@ -94,30 +81,12 @@ __all__ = [
     "chunk_rows",
 ]
 
-# Largest |mean| / std seen in the first batch for which the Gram is formed
-# without a shift (dense) or on the sparse rows as they are (sparse).
-_UNSHIFTED_MAX_RATIO = 10.0
-# Rows per numpy chunk: about 16 MB of float64 keeps syrk efficient while the
-# chunk stays small next to X.
-_CHUNK_BYTES = 16 * 2**20
-# Bytes per array API chunk: larger, a GPU wants big matrix products.
+# Bytes per array API chunk: larger than numpy's, a GPU wants big matrix
+# products.
 _XP_CHUNK_BYTES = 64 * 2**20
 
 
-def chunk_rows(n_columns, itemsize=8, chunk_bytes=None):
-    chunk_bytes = _CHUNK_BYTES if chunk_bytes is None else chunk_bytes
-    return int(max(256, chunk_bytes // (itemsize * max(n_columns, 1))))
-
-
-def _raise_overflow():
-    raise ValueError(
-        "The sums over X overflowed: its values (or their squares) are too "
-        "large for the accumulation dtype. Rescale X (e.g. with "
-        "StandardScaler) first; the statistics are unchanged."
-    )
-
-
-class CovarianceAccumulator:
+class CovarianceAccumulator(NumpyBatchSums):
     """Shifted, weighted sums for pairwise-complete block covariances.
 
     Parameters
@@ -282,7 +251,7 @@ class CovarianceAccumulator:
             xp = array_namespace(diagonals)
             finite = bool(xp.all(xp.isfinite(diagonals)))
         if not finite:
-            _raise_overflow()
+            raise_overflow()
         if self.gram is None:
             self.shift, self.large_offset = batch.shift, batch.large_offset
             self.gram, self.sum_given = batch.gram, batch.sum_given
@@ -421,193 +390,6 @@ class CovarianceAccumulator:
             return self.gram.dtype
         return accumulation_dtype(xp, dev)
 
-    # -- numpy and scipy sparse -------------------------------------------
-
-    def _numpy_batch(self, X, weights):
-        if self.shift is None:
-            shift, large = self._choose_shift(X)
-        else:
-            shift, large = self.shift, self.large_offset
-        n_columns = len(self.columns)
-        if not sparse.issparse(X):
-            if self.gram is not None and self.gram.nbytes > 8 * X.shape[0] * n_columns:
-                # The D x D temporary would outweigh the batch.
-                self._add_in_place(X, weights)
-                return None
-            batch = self._fresh(shift, large)
-            batch._sum_dense(X, weights)
-            return batch
-        batch = self._fresh(shift, large)
-        if large.any() or (self.fourth_moments and np.any(shift)):
-            sum_sparse_densified(batch, X, weights, chunk_rows(n_columns))
-        else:
-            sum_sparse(batch, X, weights, chunk_rows(n_columns))
-        return batch
-
-    def _choose_shift(self, X):
-        """The shift (first rows' mean, or zero where no digit is at stake)
-        and the columns whose mean is large against their spread."""
-        n_columns = len(self.columns)
-        head = X[: chunk_rows(n_columns)]
-        head = head[:, self.columns] if not self._in_order else head
-        if sparse.issparse(head):
-            mean, std = sparse_nan_moments(head)
-        else:
-            # Plain moments first: nanmean/nanstd copy the head, and complete
-            # data (the common case) has no NaN to skip.
-            with np.errstate(invalid="ignore", over="ignore"):  # inf: later
-                mean, std = head.mean(axis=0), head.std(axis=0)
-        finite = np.isfinite(mean).all() and np.isfinite(std).all()
-        if not (finite or sparse.issparse(head)):
-            with warnings.catch_warnings():
-                # All-NaN columns (a modality missing in every head row).
-                warnings.simplefilter("ignore", RuntimeWarning)
-                with np.errstate(invalid="ignore", over="ignore"):
-                    mean = np.nanmean(head, axis=0)
-                    std = np.nanstd(head, axis=0)
-        mean = np.where(np.isfinite(mean), mean, 0.0).astype(np.float64)
-        large = np.abs(mean) > _UNSHIFTED_MAX_RATIO * np.nan_to_num(std)
-        if sparse.issparse(X):
-            # Unshifted sparse sums are exact; shift only where needed.
-            return (mean if large.any() else np.zeros(n_columns)), large
-        if not large.any() and self._zero_copy_possible(X):
-            return np.zeros(n_columns), large
-        # Chunks are copied anyway (float32, out-of-order columns, another
-        # memory layout, or a shift needed): subtracting the shift is free.
-        return mean, large
-
-    def _zero_copy_possible(self, X):
-        return X.dtype == np.float64 and X.flags.c_contiguous and self._in_order
-
-    def _shifted_float64(self, chunk):
-        """The chunk's columns in modality order, minus the shift, C-ordered
-        float64: a view of X when nothing needs changing, else a copy (X
-        itself is never modified)."""
-        if not self._in_order:
-            chunk = chunk[:, self.columns]
-        if np.any(self.shift):
-            return np.subtract(chunk, self.shift, dtype=np.float64, order="C")
-        return np.asarray(chunk, dtype=np.float64, order="C")
-
-    def _zero(self):
-        for array in [self.gram, self.sum_given, self.pair_counts]:
-            array.fill(0.0)
-        for array in (self.square_gram or []) + (self.square_cross or []):
-            array.fill(0.0)
-        self.pair_rows.fill(0)
-        self.n_rows = 0
-
-    def _sum_dense(self, X, weights):
-        """Optimistic pass (complete rows), else the general one; into this
-        fresh accumulator, which raises on a bad batch."""
-        step = chunk_rows(len(self.columns))
-        for start in range(0, X.shape[0], step):
-            chunk = self._shifted_float64(X[start : start + step])
-            w = None if weights is None else weights[start : start + step]
-            if not self._add_complete_rows(chunk, w):
-                self._zero()
-                break
-        else:
-            return
-        for start in range(0, X.shape[0], step):
-            w = None if weights is None else weights[start : start + step]
-            self._add(*self._prepared(X[start : start + step], start), w)
-
-    def _add_in_place(self, X, weights):
-        """A small batch: validate it whole (and that its sums cannot
-        overflow the totals), then add it to the totals in place."""
-        step = chunk_rows(len(self.columns))
-        parts = []
-        second = np.diagonal(self.gram).copy()
-        fourth = [np.diagonal(g).copy() for g in self.square_gram or []]
-        for start in range(0, X.shape[0], step):
-            w = None if weights is None else weights[start : start + step]
-            Z = self._shifted_float64(X[start : start + step])
-            present = None
-            if _finite_column_sums(Z, w) is None:
-                Z, present = self._prepared(X[start : start + step], start)
-            parts.append((Z, present, w))
-            squares = Z * Z
-            weighted = squares if w is None else squares * w[:, None]
-            second += weighted.sum(axis=0)
-            for position, block in enumerate(self.blocks[: len(fourth)]):
-                fourth[position] += (weighted[:, block] * squares[:, block]).sum(0)
-        if not all(np.isfinite(d).all() for d in [second, *fourth]):
-            _raise_overflow()
-        for Z, present, w in parts:
-            if present is None:
-                self._add_complete_rows(Z, w)
-            else:
-                self._add(Z, present, w)
-
-    def _add_complete_rows(self, chunk, w):
-        """Add a chunk assumed complete and finite; False if it was not.
-
-        The Gram goes first and the column sums follow while the chunk is
-        still in cache (about 8% of a fit at 200 000 x 800); a NaN or
-        infinity anywhere makes them non-finite, and this accumulator is
-        then garbage (the caller zeroes it). Both come from scipy's BLAS
-        (``syrk``, ``gemv``), so no second thread pool competes for the
-        cores between calls.
-        """
-        _syrk_update(self.gram, chunk if w is None else chunk * np.sqrt(w)[:, None])
-        column_sums = _finite_column_sums(chunk, w)
-        if column_sums is None:
-            return False
-        self.sum_given += column_sums[:, None]
-        self.pair_counts += chunk.shape[0] if w is None else w.sum()
-        n_rows = chunk.shape[0] if w is None else int(np.count_nonzero(w))
-        self.pair_rows += n_rows
-        self.n_rows += n_rows
-        if self.fourth_moments:
-            self._add_fourth_moments(chunk, w)
-        return True
-
-    def _prepared(self, chunk, first_row):
-        """Shifted float64 chunk in modality order with missing blocks zeroed,
-        and its (n, M) presence mask; raises on a bad row."""
-        Z = np.asarray(chunk[:, self.columns], dtype=np.float64, order="C")
-        Z -= self.shift
-        present = check_finite_blocks(Z, self._stacked, first_row=first_row)
-        if not present.all():
-            np.nan_to_num(Z, copy=False, nan=0.0)
-        return Z, present
-
-    def _add(self, Z, present, w):
-        """Add prepared rows (dense or sparse, missing blocks zeroed)."""
-        present_f = present.astype(np.float64)
-        weighted = present_f if w is None else present_f * w[:, None]
-        self.sum_given += np.asarray(Z.T @ weighted)
-        self.pair_counts += present_f.T @ weighted
-        counted = present if w is None else present & (w > 0)[:, None]
-        counted = counted.astype(np.int64)
-        self.pair_rows += counted.T @ counted
-        self.n_rows += Z.shape[0] if w is None else int(np.count_nonzero(w))
-        if sparse.issparse(Z):
-            Zw = Z if w is None else sparse.diags(w) @ Z
-            self.gram += (Z.T @ Zw).toarray()
-        else:
-            _syrk_update(self.gram, Z if w is None else Z * np.sqrt(w)[:, None])
-        if self.fourth_moments:
-            self._add_fourth_moments(Z, w)
-
-    def _add_fourth_moments(self, Z, w):
-        for block, square_gram, square_cross in zip(
-            self.blocks, self.square_gram, self.square_cross
-        ):
-            Z_block = Z[:, block]
-            if sparse.issparse(Z_block):
-                squares = Z_block.multiply(Z_block).tocsr()
-                weighted = squares if w is None else sparse.diags(w) @ squares
-                square_gram += (squares.T @ weighted).toarray()
-                square_cross += np.asarray((weighted.T @ Z_block).todense())
-            else:
-                squares = Z_block * Z_block
-                weighted = squares if w is None else squares * w[:, None]
-                root = squares if w is None else squares * np.sqrt(w)[:, None]
-                _syrk_update(square_gram, root)
-                square_cross += weighted.T @ Z_block
-
     # -- results ------------------------------------------------------------
 
     def finalize(self):
@@ -622,19 +404,3 @@ class CovarianceAccumulator:
         if self.gram is None:
             check_pair_counts(self.pair_rows, self.names)
         return block_covariance(self)
-
-
-def _finite_column_sums(chunk, w=None):
-    """Weighted column sums of a C-ordered float64 chunk by BLAS ``gemv``
-    (scipy's, as ``syrk``), or None when a NaN or infinity makes one
-    non-finite."""
-    w = np.ones(chunk.shape[0]) if w is None else w
-    column_sums = dgemv(1.0, chunk.T, w)
-    return column_sums if np.isfinite(column_sums).all() else None
-
-
-def _syrk_update(gram, Z):
-    """gram (upper triangle) += Z.T @ Z in place, with no copy of Z."""
-    # A C-ordered (n, d) array is the Fortran-ordered (d, n) array Z.T, so
-    # syrk with trans=0 computes Z.T @ Z straight from Z's buffer.
-    dsyrk(1.0, Z.T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)

@@ -55,9 +55,9 @@ from ._ranking import (
     BYTES_PER_PAIR_FIRST,
     check_k,
     evaluate,
-    label_codes,
     rows_in_working_memory,
 )
+from ._relevance import label_codes
 from .retrieval import _evaluate_embeddings
 
 __all__ = [

@@ -17,12 +17,10 @@ from ._closed_form import (
     NotPositiveDefiniteError,
     any_auto,
     check_memory,
-    is_auto,
-    reg_values,
 )
 from ._dask import accumulate_dask, is_dask_collection, validate_dask_data
-from ._gradient import fit_gradient
 from ._namespace import get_array_namespace
+from ._projection_gradient import fit_deprecated_gradient
 from ._space_estimator import SharedSpaceMixin
 from ._statistics import CovarianceAccumulator
 
@@ -389,31 +387,7 @@ class SharedProjection(
         with restore_on_error(self):
             self.__dict__.pop("_accumulator", None)
             if self.solver == "gradient":
-                warnings.warn(
-                    "SharedProjection(solver='gradient') is deprecated and will "
-                    "be removed in the next release: use "
-                    "skcrossmodal.GradientSharedProjection, which runs the same "
-                    "solver with the same parameters (max_iter, tol, batch_size, "
-                    "learning_rate, random_state, early_stopping, ...), each of "
-                    "which applies to it.",
-                    FutureWarning,
-                    stacklevel=3,
-                )
-                if is_dask_collection(X):
-                    raise ValueError(
-                        "solver='gradient' needs X in memory (a numpy array or "
-                        "a scipy sparse matrix). For a Dask array use an exact "
-                        "solver ('auto', 'svd' or 'eigh'): its statistics are "
-                        "computed chunk by chunk where the chunks live."
-                    )
-                X = validate_modal_data(self, X, reset=True)
-                self._check_params_against_modalities()
-                if sample_weight is not None:
-                    raise ValueError(
-                        "sample_weight is not supported by the gradient solver; "
-                        "use an exact solver ('auto', 'svd' or 'eigh')."
-                    )
-                return self._fit_gradient(X)
+                return fit_deprecated_gradient(self, X, sample_weight)
             accumulator = self._accumulate(X, None, sample_weight)
             return self._solve(accumulator)
 
@@ -561,50 +535,6 @@ class SharedProjection(
         """The closed form from ``accumulator``'s statistics (one pass)."""
         self._mark_closed_form()
         return self._fit_closed_form(accumulator, self.reg)
-
-    def _fit_gradient(self, X):
-        reg = reg_values(self.reg, list(self.modalities_))
-        if any(is_auto(value) for value in reg):
-            raise ValueError(
-                "reg='auto' needs every entry of the covariance (Ledoit-Wolf), "
-                "which solver='gradient' never forms. Give a number (e.g. the "
-                "reg_ an exact solver chose on a subsample), or use an exact "
-                "solver."
-            )
-        result = fit_gradient(
-            X,
-            self.modalities_,
-            [float(value) for value in reg],
-            n_components=self.n_components,
-            scale=self.scale,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            random_state=self.random_state,
-            early_stopping=self.early_stopping,
-            validation_fraction=self.validation_fraction,
-            n_iter_no_change=self.n_iter_no_change,
-            verbose=self.verbose,
-        )
-        names = list(self.modalities_)
-        self.reg_ = {name: float(value) for name, value in zip(names, reg)}
-        self.shrinkage_ = dict.fromkeys(names, 0.0)
-        self.n_iter_ = result.n_iter
-        self.loss_curve_ = result.loss_curve
-        self.validation_scores_ = result.validation_scores
-        blocks = result.blocks
-        return self._set_fitted(
-            result.correlations,
-            {name: result.weights[b, :] for name, b in zip(names, blocks)},
-            {name: result.mean[b] for name, b in zip(names, blocks)},
-            {
-                name: (result.std[b] if self.scale else None)
-                for name, b in zip(names, blocks)
-            },
-            result.n_samples,
-            None,
-        )
 
     def _mark_closed_form(self):
         """A closed form is one pass, with no gradient-solver attributes."""

@@ -132,10 +132,10 @@ from ._ranking import (
     check_k,
     evaluate,
     is_numpy,
-    label_codes,
     rows_in_working_memory,
     top_k,
 )
+from ._relevance import label_codes
 
 __all__ = [
     "embed",

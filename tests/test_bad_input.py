@@ -701,9 +701,9 @@ BAD_BATCH_ROWS = [
 def test_rejected_partial_fit_batch_changes_nothing(
     monkeypatch, row, kind, spoil, match, batch_rows
 ):
-    from skcrossmodal import _statistics
+    from skcrossmodal import _numpy_sums
 
-    monkeypatch.setattr(_statistics, "_CHUNK_BYTES", 1)  # 256-row chunks
+    monkeypatch.setattr(_numpy_sums, "_CHUNK_BYTES", 1)  # 256-row chunks
     rng = np.random.default_rng(0)
     good = rng.normal(size=(1000, 6)) + [5, -3, 0, 1, 2, 100]
     row = min(row, batch_rows - 1)

@@ -379,9 +379,9 @@ def test_missing_rows_anywhere_give_the_pairwise_complete_answer(
     shifted float64 copy of each chunk); a NaN in any chunk (first, middle,
     last) must still end in the pairwise-complete answer, however many
     chunks came before it."""
-    from skcrossmodal import _statistics
+    from skcrossmodal import _numpy_sums
 
-    monkeypatch.setattr(_statistics, "_CHUNK_BYTES", 1)  # 256 rows, the least
+    monkeypatch.setattr(_numpy_sums, "_CHUNK_BYTES", 1)  # 256 rows, the least
     X, (x, y), modalities = make_views(n=2000, offset=offset)
     X = X.astype(dtype)
     x, y = X[:, :7].astype(np.float64), X[:, 7:].astype(np.float64)

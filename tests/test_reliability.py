@@ -149,3 +149,36 @@ def test_a_score_on_constant_projections_is_nan_with_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert 0 < model.score(X) <= 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    row=st.integers(0, 399),
+    level=st.sampled_from([1e-100, 1e-8, 1.0, 1e8, 1e100]),
+    n_rows=st.integers(2, 300),
+)
+def test_constant_projections_are_undefined_at_any_magnitude(row, level, n_rows):
+    # Whatever the rounding of the centring (which depends on the model's
+    # last bits, the BLAS and the number of rows), rows that are all the same
+    # give projections constant up to rounding: the score is undefined, never
+    # a correlation of rounding noise (which came out as -1.0).
+    X = make_data() * level
+    model = SharedProjection(2, modalities=MODALITIES, reg=0.1).fit(X)
+    constant = np.tile(X[row : row + 1], (n_rows, 1))
+    with pytest.warns(UserWarning, match="constant"):
+        assert np.isnan(model.score(constant))
+
+
+@pytest.mark.parametrize("offset", [1e6, 1e8])
+def test_varying_rows_far_from_zero_are_still_measured(offset):
+    # The constancy test is relative to the projections' magnitude, but a
+    # real spread of 1 on top of a level of 1e8 is far above rounding there:
+    # its correlation is measured, and equals the one without the offset.
+    X = make_data()
+    model = SharedProjection(2, modalities=MODALITIES, reg=0.1).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        expected = model.score(X)
+        shifted = model.score(X + offset)
+    # The fitted means are not offset, so every projection sits far from 0.
+    np.testing.assert_allclose(shifted, expected, rtol=1e-6)

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sklearn.covariance import ledoit_wolf_shrinkage
 
-from skcrossmodal import _statistics
+from skcrossmodal import _numpy_sums, _statistics
 from skcrossmodal._array_api import ArrayAPIAccumulator
 from skcrossmodal._namespace import to_numpy
 from skcrossmodal._statistics import CovarianceAccumulator
@@ -55,7 +55,7 @@ def host(array):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """256-row chunks in every path, so batches span several chunks."""
-    monkeypatch.setattr(_statistics, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(_numpy_sums, "_CHUNK_BYTES", 1)
     monkeypatch.setattr(_statistics, "_XP_CHUNK_BYTES", 1)
 
 
