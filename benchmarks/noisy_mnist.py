@@ -326,10 +326,10 @@ def main_parser():
         "array_api_dispatch, on torch tensors (on --device)",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=24)
     # With the cosine schedule early stopping only keeps the best epoch: the
     # budget of epochs is spent whatever the held-out correlation does.
-    parser.add_argument("--patience", type=int, default=40)
+    parser.add_argument("--patience", type=int, default=24)
     parser.add_argument("--validation-fraction", type=float, default=0.05)
     return parser
 
