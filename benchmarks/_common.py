@@ -192,6 +192,16 @@ def time_repeats(function, *, repeats=3, cheap_seconds=5.0, before_each=None):
             return statistics.median(times), times
 
 
+def run_times(function, repeats):
+    """Wall time of each of ``repeats`` runs of ``function()``, every run timed."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 # -- load of other processes -------------------------------------------------------
 
 

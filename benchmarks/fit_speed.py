@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
+from _common import run_times
 from sklearn.cross_decomposition import CCA
 
 from skcrossmodal import SharedProjection
@@ -25,15 +25,6 @@ from skcrossmodal import SharedProjection
 
 def median_time(function, repeats):
     return statistics.median(run_times(function, repeats))
-
-
-def run_times(function, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def blas_info():

@@ -30,7 +30,12 @@ for the reported error), which then classifies the test set's view-1
 projections. Published test errors (the paper's Table 2): linear CCA 19.6 %,
 FKCCA 5.1 %, NKCCA 4.5 %, DCCA 2.9 %, DCCAE 2.2 %.
 
-Models: ``linear`` (:class:`SharedProjection` on the pixels), ``kernel``
+Models: ``linear`` (:class:`SharedProjection` on the pixels, ``--linear-reg``),
+``linear-cv`` (:class:`SharedProjectionCV`: the ridge chosen among ``--cv-regs``
+by 5-fold held-out canonical correlation on the training pairs, no labels; one
+fit per K, since the choice depends on K), ``linear-grid`` (``linear`` once per
+value of ``--cv-regs``: the downstream error of every candidate, to put the
+chosen one beside ``reg="auto"`` and the best fixed value), ``kernel``
 (``Nystroem`` per view, then :class:`SharedProjection`) and ``deep``
 (:class:`DeepSharedProjection`). The linear and kernel projections are nested
 (the top-K components of the closed form do not depend on K), so they are
@@ -158,6 +163,23 @@ def linear_model(k, args):
     )
 
 
+def linear_cv_model(k, args):
+    from skcrossmodal import SharedProjectionCV
+
+    return SharedProjectionCV(
+        args.cv_regs, n_components=k, modalities=MODALITIES, cv=5, output="view1"
+    )
+
+
+def linear_reg_model(reg):
+    def make(k, args):
+        from skcrossmodal import SharedProjection
+
+        return SharedProjection(k, modalities=MODALITIES, reg=reg, output="view1")
+
+    return make
+
+
 def kernel_model(k, args):
     from sklearn.compose import ColumnTransformer
     from sklearn.kernel_approximation import Nystroem
@@ -243,7 +265,7 @@ def _backend(args):
 def evaluate(name, make, ks, data, args):
     """Fit per K (or once at the largest K when the components nest)."""
     X_train = data["train"][0]
-    nested = name in ("linear", "kernel")
+    nested = name == "kernel" or name.startswith("linear ") or name == "linear"
     rows = []
     fits = [(max(ks), ks)] if nested else [(k, [k]) for k in ks]
     for k_fit, k_eval in fits:
@@ -259,6 +281,21 @@ def evaluate(name, make, ks, data, args):
                 model.fit(X_train)
         seconds = time.perf_counter() - start
         cpu = time.process_time() - cpu_start
+        if hasattr(model, "best_reg_"):
+            scores = ", ".join(
+                f"{params['reg']!r}: {score:.4f}"
+                for params, score in zip(
+                    model.cv_results_["params"], model.cv_results_["mean_test_score"]
+                )
+            )
+            print(
+                f"{name} K={k_fit}: chosen reg {model.best_reg_!r} "
+                f"(reg_ {model.reg_}); held-out correlation {scores}",
+                flush=True,
+            )
+            name_k = f"{name} ({model.best_reg_!r})"
+        else:
+            name_k = name
         if on_torch:
             with context():
                 Z_tune = model.transform(move(data["tune"][0])).cpu().numpy()
@@ -275,10 +312,19 @@ def evaluate(name, make, ks, data, args):
                 args.seed,
             )
             rows.append(
-                (name, k, test_error, tune_error, C, seconds, memory.bytes / 2**20, cpu)
+                (
+                    name_k,
+                    k,
+                    test_error,
+                    tune_error,
+                    C,
+                    seconds,
+                    memory.bytes / 2**20,
+                    cpu,
+                )
             )
             print(
-                f"{name:7s} K={k:3d}: test error {test_error:5.2f} %, tune CV error "
+                f"{name_k:7s} K={k:3d}: test error {test_error:5.2f} %, tune CV error "
                 f"{tune_error:5.2f} % (C={C}), fit {seconds:.1f} s (CPU {cpu:.1f} s), "
                 "peak "
                 f"{memory.bytes / 2**20:7.0f} MiB",
@@ -308,6 +354,12 @@ def main_parser():
         "--linear-reg",
         type=lambda text: text if text == "auto" else float(text),
         default=0.1,
+    )
+    parser.add_argument(
+        "--cv-regs",
+        nargs="+",
+        type=lambda text: text if text == "auto" else float(text),
+        default=[1e-3, 1e-2, 1e-1, 1.0, 10.0, "auto"],
     )
     parser.add_argument("--nystroem", type=int, default=4000)
     parser.add_argument("--gamma", type=float, default=0.005)
@@ -366,9 +418,23 @@ def main(argv=None):
         + ", ".join(f"{name} {len(y)}" for name, (_, y) in data.items()),
         flush=True,
     )
-    makers = {"linear": linear_model, "kernel": kernel_model, "deep": deep_model}
-    rows = []
+    makers = {
+        "linear": linear_model,
+        "linear-cv": linear_cv_model,
+        "kernel": kernel_model,
+        "deep": deep_model,
+    }
+    for reg in args.cv_regs:
+        makers[f"linear reg={reg}"] = linear_reg_model(reg)
+    names = []
     for name in args.models:
+        names += (
+            [f"linear reg={reg}" for reg in args.cv_regs]
+            if name == "linear-grid"
+            else [name]
+        )
+    rows = []
+    for name in names:
         rows += evaluate(
             name, makers[name], args.deep_k if name == "deep" else ks, data, args
         )
@@ -376,8 +442,8 @@ def main(argv=None):
     print(
         "\nmodel    K    test error  fit time  peak memory   (best K by tune CV error)"
     )
-    for name in args.models:
-        mine = [row for row in rows if row[0] == name]
+    for name in names:
+        mine = [row for row in rows if row[0].split(" (")[0] == name]
         best = min(mine, key=lambda row: row[3])
         for row in mine:
             tag = " <- best K" if row is best and len(mine) > 1 else ""

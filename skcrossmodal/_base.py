@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.utils._array_api import get_namespace
 from sklearn.utils.validation import validate_data
 
+from ._dtypes import check_numeric_features
 from ._modalities import check_finite_blocks, resolve_modalities  # noqa: F401 (re-exported)
 from ._version import __version__
 from .exceptions import InconsistentVersionWarning
@@ -23,6 +24,9 @@ def validate_modal_data(estimator, X, *, reset, min_modalities=2, accept_sparse=
     checked by the caller's statistics, or by :func:`check_finite_blocks`.
     """
     raw = X
+    # Before any conversion: a date column would otherwise become a number
+    # in some containers (polars, numpy) and an error in others (pandas).
+    check_numeric_features(X)
     # Under sklearn.set_config(array_api_dispatch=True), torch/CuPy arrays
     # stay in their namespace; the dtypes must then be that namespace's.
     xp, _ = get_namespace(X)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._modalities import check_finite_blocks, raise_infinite
+from ._modalities import check_finite_blocks
 from ._namespace import array_device, to_numpy
 
 
@@ -108,10 +108,6 @@ def xp_batch(acc, X, weights, xp, chunk_bytes):
         return batch
     batch = acc._fresh(shift, None, xp, dtype, dev)
     for start, chunk, w in chunks():
-        if acc._missing_message is not None and bool(xp.any(xp.isnan(chunk))):
-            if bool(xp.any(xp.isinf(chunk))):
-                raise_infinite()
-            raise ValueError(acc._missing_message.format(xp=xp.__name__))
         present = check_finite_blocks(chunk, acc._stacked, first_row=start)
         Z = xp.where(xp.isnan(chunk), xp.zeros_like(chunk), chunk - shift)
         present_f = xp.astype(present, dtype)

@@ -20,13 +20,13 @@ between the statistics and the solver is written anywhere else.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from numbers import Real
 
 import numpy as np
 
 from ._conventions import equilibration_factors, finish
+from ._memory import physical_memory
 from ._namespace import array_device, array_namespace, get_array_namespace
 from ._solvers import add_ridge, solve
 
@@ -192,14 +192,6 @@ def _check_representable(xp, variances):
 # D x D float64 arrays alive at the peak of a closed-form fit (the Gram,
 # the covariance, the solver's work arrays; measured 3.7 at D = 2400).
 _PEAK_SQUARE_ARRAYS = 4
-
-
-def physical_memory():
-    """Bytes of physical memory, or None where the OS does not say."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # e.g. Windows
-        return None
 
 
 def check_memory(n_features):

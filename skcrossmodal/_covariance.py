@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._batch_sums import xp_diagonal
 from ._namespace import array_namespace, to_numpy
 
 # Bytes per band of rows of the D x D covariance (numpy): a few temporaries
@@ -67,11 +68,13 @@ def block_covariance(acc):
     else:
         covariance, delta = _xp_covariance(acc, owner)
         counts = acc.pair_counts
+    mean = acc.shift + delta
+    covariance = _constant_columns_zeroed(covariance, mean)
     return BlockCovariance(
         names=acc.names,
         blocks=acc.blocks,
         columns=acc.columns,
-        mean=acc.shift + delta,
+        mean=mean,
         covariance=covariance,
         counts=counts,
         row_counts=acc.pair_rows.copy(),
@@ -79,6 +82,35 @@ def block_covariance(acc):
         accumulator=acc,
         delta=delta,
     )
+
+
+# A column whose spread is within this many units of rounding of its own
+# level (its mean) is constant: float64 cannot tell its values apart.
+_CONSTANT_ULPS = 8
+
+
+def _constant_columns_zeroed(covariance, mean):
+    """Zero the row and column of every column that is constant relative to
+    its own level.
+
+    A constant column of value ``c`` is shifted by the rounded mean of its
+    first rows, which can differ from ``c`` by an ulp: its centred values are
+    then a constant ``d`` ~ ``eps c``, its variance cancels to 0, but its
+    covariances keep rounding noise ~ ``eps d |z_j|`` -- entries that break
+    ``|C_ij| <= sqrt(C_ii C_jj)`` and, after the equilibration, swamp the
+    whitened problem (a 1e100-unit column of 3s made a 5-feature modality
+    "rank 1"). The decision is relative to the column's level and to
+    float64, never an absolute floor: spread <= 8 eps |mean|.
+    """
+    xp = array_namespace(covariance)
+    eps = xp.finfo(covariance.dtype).eps
+    variance = xp_diagonal(xp, covariance)
+    floor = (_CONSTANT_ULPS * eps * xp.abs(mean)) ** 2
+    constant = variance <= floor
+    if not bool(xp.any(constant)):
+        return covariance
+    keep = xp.astype(~constant, covariance.dtype)
+    return covariance * keep[:, None] * keep[None, :]
 
 
 def _numpy_covariance(gram_upper, sum_given, counts, owner, delta):

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import sparse
 
 from ._modalities import resolve_modalities
+from .exceptions import NonNumericFeatureError
 
 # How many accumulators one task of the tree reduction merges.
 _FAN_IN = 8
@@ -86,7 +87,7 @@ def check_dask_array(X, *, estimator_name, modalities=None, n_features_in=None):
         )
     n_features = int(n_features)
     if X.dtype.kind not in "biuf":
-        raise ValueError(
+        raise NonNumericFeatureError(
             f"Dask array of dtype {X.dtype} is not numeric; {name} needs "
             "float (or int/bool) values."
         )
@@ -144,28 +145,98 @@ def accumulate_dask(X, accumulator):
     if X.numblocks[1] > 1:
         X = X.rechunk({1: -1})  # whole rows in every chunk
     row_chunks = X.to_delayed().ravel()
-    shift, large = accumulator.shift, accumulator.large_offset
-    if shift is None:
-        # Chosen where the first non-empty chunk lives; only the shift (one
-        # number per feature) comes back. Kept only if the whole array's sums
-        # succeed: a rejected X leaves the accumulator as it was.
-        spec = dask.delayed(_Spec(accumulator), pure=True)
-        for chunk in row_chunks:
-            (found,) = dask.compute(dask.delayed(_first_shift)(chunk, spec))
-            if found is not None:
-                shift, large = found
-                break
-        else:  # no rows at all: finalize will say so
-            return accumulator
-    spec = dask.delayed(_Spec(accumulator, shift, large), pure=True)
+    found = _shift_of(row_chunks, accumulator)
+    if found is None:  # no rows at all: finalize will say so
+        return accumulator
+    spec = dask.delayed(_Spec(accumulator, *found), pure=True)
     parts = [dask.delayed(_accumulate_chunk)(chunk, spec) for chunk in row_chunks]
+    (total,) = dask.compute(_tree(parts, _merge))
+    return accumulator.merge(total)
+
+
+def accumulate_dask_rows(X, accumulator, targets):
+    """One accumulator per set of rows of a Dask array, from one pass.
+
+    Every chunk splits its rows among the targets it holds rows of (e.g. the
+    cross-validation folds), fills one accumulator per target where it
+    lives, and the per-chunk lists are merged target by target in a tree:
+    X is never gathered, only the ``D x D`` sums come back.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        Checked with :func:`check_dask_array`; its row chunk sizes must be
+        known.
+    accumulator : CovarianceAccumulator
+        Gives the modalities and the shift (chosen from X's first non-empty
+        row chunk when it has none); left unchanged.
+    targets : list of ndarray of int
+        Sorted row indices of X, one array per accumulator wanted; a row may
+        be in several targets or in none.
+
+    Returns
+    -------
+    list of CovarianceAccumulator
+        New accumulators, one per target, all with one shift.
+    """
+    import dask
+
+    if X.numblocks[1] > 1:
+        X = X.rechunk({1: -1})
+    sizes = X.chunks[0]
+    if not all(np.isfinite(size) for size in sizes):
+        raise ValueError(
+            "The Dask array's row chunk sizes are unknown; call "
+            "`X.compute_chunk_sizes()` first (the rows must be numbered to "
+            "be split into folds)."
+        )
+    row_chunks = X.to_delayed().ravel()
+    found = _shift_of(row_chunks, accumulator)
+    spec = _Spec(accumulator, *(found or (accumulator.shift, None)))
+    if found is None:
+        return [spec.new() for _ in targets]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    delayed_spec = dask.delayed(spec, pure=True)
+    parts = []
+    for chunk, begin, end in zip(row_chunks, starts[:-1], starts[1:]):
+        # Each chunk receives only the (chunk-local) indices of its own rows.
+        local = [
+            idx[np.searchsorted(idx, begin) : np.searchsorted(idx, end)] - begin
+            for idx in targets
+        ]
+        parts.append(dask.delayed(_accumulate_chunk_rows)(chunk, delayed_spec, local))
+    (totals,) = dask.compute(_tree(parts, _merge_lists))
+    return totals
+
+
+def _shift_of(row_chunks, accumulator):
+    """(shift, large_offset): the accumulator's, or chosen from the first
+    non-empty chunk; None when every chunk is empty."""
+    import dask
+
+    if accumulator.shift is not None:
+        return accumulator.shift, accumulator.large_offset
+    # Chosen where the first non-empty chunk lives; only the shift (one
+    # number per feature) comes back. Kept only if the whole array's sums
+    # succeed: a rejected X leaves the accumulator as it was.
+    spec = dask.delayed(_Spec(accumulator), pure=True)
+    for chunk in row_chunks:
+        (found,) = dask.compute(dask.delayed(_first_shift)(chunk, spec))
+        if found is not None:
+            return found
+    return None
+
+
+def _tree(parts, merge):
+    """Merge delayed parts ``_FAN_IN`` at a time until one is left."""
+    import dask
+
     while len(parts) > 1:
         parts = [
-            dask.delayed(_merge)(*parts[begin : begin + _FAN_IN])
+            dask.delayed(merge)(*parts[begin : begin + _FAN_IN])
             for begin in range(0, len(parts), _FAN_IN)
         ]
-    (total,) = dask.compute(parts[0])
-    return accumulator.merge(total)
+    return parts[0]
 
 
 class _Spec:
@@ -207,6 +278,15 @@ def _first_shift(block, spec):
 
 def _accumulate_chunk(block, spec):
     return spec.new().update(_as_float(block))
+
+
+def _accumulate_chunk_rows(block, spec, local):
+    block = _as_float(block)
+    return [spec.new().update(block[idx]) if len(idx) else spec.new() for idx in local]
+
+
+def _merge_lists(*lists):
+    return [_merge(*column) for column in zip(*lists)]
 
 
 def _merge(*accumulators):

@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.externals.array_api_compat import array_namespace
 from sklearn.externals.array_api_compat import device as array_device
 
+from ._closed_form import feature_scales
 from ._deep_loss import ey_loss_and_gradients
 from ._deep_mlp import Adam, Encoder
 from ._modalities import take_columns
@@ -40,16 +41,19 @@ def input_statistics(X, indices, rows, dtype):
     """Per-feature mean and standard deviation of X[rows][:, indices], as
     numpy arrays of ``dtype`` (summed in float64 where the device has it).
 
-    A feature whose standard deviation is below ``1e-12`` times the largest
-    (a constant pixel, say) keeps scale 1: dividing by ~0 would blow up the
-    rounding noise of a feature that carries nothing.
+    A constant feature (a constant pixel, say) keeps scale 1: dividing by ~0
+    would blow up the rounding noise of a feature that carries nothing.
+    Constancy is judged against the feature's own level (the shared
+    ``feature_scales``), never an absolute floor: the former
+    ``1e-12 * max(largest std, 1)`` left every feature of data in units of
+    1e-19 unscaled, and the encoders' outputs constant ("rank 0").
     """
     xp = array_namespace(X)
     wide = accumulation_dtype(xp, array_device(X))
     block = xp.astype(take_columns(take_rows(X, rows), indices), wide)
     mean = np.asarray(to_numpy(xp.mean(block, axis=0)), dtype=np.float64)
-    std = np.asarray(to_numpy(xp.std(block, axis=0)), dtype=np.float64)
-    std = np.where(std > 1e-12 * max(std.max(initial=0.0), 1.0), std, 1.0)
+    variance = np.asarray(to_numpy(xp.var(block, axis=0)), dtype=np.float64)
+    std = feature_scales(np, variance, mean)
     return mean.astype(dtype), std.astype(dtype)
 
 

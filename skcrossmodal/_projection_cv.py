@@ -22,6 +22,14 @@ from ._closed_form import (
     reg_values,
     solve_statistics,
 )
+from ._dask import is_dask_collection, validate_dask_data
+from ._fold_statistics import (
+    FoldStream,
+    accumulate_targets,
+    folds_from_targets,
+    split_targets,
+    stream_splits,
+)
 from ._namespace import array_namespace
 from ._solvers import solver_threads
 from ._space_estimator import SharedSpaceMixin
@@ -68,7 +76,10 @@ class SharedProjectionCV(
         As in ``GridSearchCV``: an int is ``KFold(cv)``. Splitters whose
         test folds partition the rows (``KFold``, ``GroupKFold`` with
         ``groups``, ``StratifiedKFold``, ...) take the one-pass route; any
-        other splitter is accumulated split by split (one pass per split).
+        other splitter is accumulated split by split (still one pass, with
+        ``2 x n_splits`` accumulators). :meth:`partial_fit` needs an int
+        (the number of folds), and assigns the rows of a stream to folds
+        by the rule documented there.
     refit_rule : {"best", "one_standard_error"}, default="best"
         ``"best"``: the candidate of highest mean held-out score.
         ``"one_standard_error"``: the most regularised candidate (largest
@@ -107,6 +118,16 @@ class SharedProjectionCV(
 
     Notes
     -----
+    **Dask and streams.** ``fit`` accepts a Dask array (the ``dask`` extra):
+    each row chunk splits its rows among the folds and sums them where it
+    lives, the per-chunk sums are merged fold by fold, and the result equals
+    the in-memory fit with the same splitter. :meth:`partial_fit` keeps the
+    sums of each fold across batches (memory ``n_splits x D x D``); a
+    stream's folds cannot be ``KFold``'s contiguous blocks (its length is
+    unknown), so row ``i`` of the stream goes to fold ``i % cv``, or, with
+    ``groups``, the ``j``-th distinct group to fold ``j % cv``. That equals
+    ``fit`` with ``cv=PredefinedSplit(test_fold)`` for those folds.
+
     With complete rows the fold scores equal ``SharedProjection.score`` on
     the held-out rows (up to rounding). With missing modalities they come
     from the fold's pairwise-complete covariance, where each modality is
@@ -131,6 +152,29 @@ class SharedProjectionCV(
     (400, 2)
     >>> sorted(model.cv_results_)[:3]
     ['mean_test_score', 'mean_test_score_per_component', 'param_reg']
+
+    The same choice from a stream of batches: row ``i`` goes to fold
+    ``i % 5``, which ``PredefinedSplit`` reproduces in memory.
+
+    >>> from sklearn.model_selection import PredefinedSplit
+    >>> stream = SharedProjectionCV(
+    ...     [0.01, 0.1, 1.0, 10.0],
+    ...     modalities={"text": slice(0, 30), "image": slice(30, 50)},
+    ... )
+    >>> *batches, last = np.array_split(X, 4)
+    >>> for batch in batches:
+    ...     stream = stream.partial_fit(batch, solve=False)  # sums only
+    >>> stream = stream.partial_fit(last)  # sums, cross-validates, refits
+    >>> in_memory = SharedProjectionCV(
+    ...     [0.01, 0.1, 1.0, 10.0],
+    ...     modalities={"text": slice(0, 30), "image": slice(30, 50)},
+    ...     cv=PredefinedSplit(np.arange(400) % 5),
+    ... ).fit(X)
+    >>> stream.best_reg_ == in_memory.best_reg_
+    True
+    >>> bool(np.allclose(stream.cv_results_["mean_test_score"],
+    ...                  in_memory.cv_results_["mean_test_score"]))
+    True
     """
 
     _parameter_constraints: dict = {
@@ -172,11 +216,17 @@ class SharedProjectionCV(
     def fit(self, X, y=None, groups=None):
         """Score every candidate ridge by cross-validation, refit the best.
 
+        ``fit`` keeps the model, not the per-fold ``D x D`` sums: a later
+        ``partial_fit`` starts a new stream (see :meth:`partial_fit`).
+
         Parameters
         ----------
-        X : {array-like, sparse matrix, DataFrame} of shape \
+        X : {array-like, sparse matrix, DataFrame, dask array} of shape \
                 (n_samples, n_features)
-            The modalities side by side (NaN blocks: missing modalities).
+            The modalities side by side (NaN blocks: missing modalities). A
+            Dask array is summed chunk by chunk where it lives (its row
+            chunk sizes must be known), with the result of the in-memory
+            fit.
         y : array-like of shape (n_samples,), default=None
             Only passed to the splitter (e.g. ``StratifiedKFold``).
         groups : array-like of shape (n_samples,), default=None
@@ -187,36 +237,176 @@ class SharedProjectionCV(
         self : SharedProjectionCV
         """
         with restore_on_error(self):
-            X = validate_modal_data(self, X, reset=True)
+            self.__dict__.pop("_stream", None)
+            dask_input = is_dask_collection(X)
+            if dask_input:
+                validate_dask_data(self, X, reset=True)
+            else:
+                X = validate_modal_data(self, X, reset=True)
             names = list(self.modalities_)
             candidates = self._candidates(names)
             self._check_params_against_modalities()
-            splits = list(check_cv(self.cv).split(X, y, groups))
-            check_memory(self.n_features_in_)
-            first = CovarianceAccumulator(
-                self.modalities_,
-                self.n_features_in_,
-                fourth_moments=any(any_auto(c) for c in candidates),
-            )
-            folds = _fold_statistics(X, splits, first)
-            template = folds[0][1]
-            scores, per_component, ridges = self._cross_validate(
-                folds, candidates, names
-            )
-            best = self._choose(scores, ridges, candidates)
-            self.cv_results_ = _results(candidates, scores, per_component)
-            self.best_index_ = int(best)
-            self.best_reg_ = candidates[best]
-            self.best_score_ = float(np.nanmean(scores[best]))
-            total = template.empty_like()
-            for train, held_out in folds:
-                if train is None:  # partition: every row is in one fold
-                    total.merge(held_out)
-            if total.n_rows == 0:  # another splitter: one more pass
-                total = template.empty_like().update(X)
-            return self._fit_closed_form(total, candidates[best])
+            n_rows = X.shape[0]
+            if not np.isfinite(n_rows):
+                raise ValueError(
+                    "The Dask array's number of rows is unknown; call "
+                    "`X.compute_chunk_sizes()` first."
+                )
+            # Splitters only count rows (and read y, groups): a Dask X is
+            # stood in for by an empty array of as many rows.
+            rows = np.empty((int(n_rows), 0)) if dask_input else X
+            splits = list(check_cv(self.cv).split(rows, y, groups))
+            targets, partition = split_targets(splits, int(n_rows))
+            if dask_input and not partition:
+                # The refit's statistics in the same pass.
+                targets.append(np.arange(int(n_rows)))
+            base = self._new_accumulator(candidates)
+            sums = accumulate_targets(X, targets, base)
+            total = sums.pop() if dask_input and not partition else None
+            folds = folds_from_targets(sums, partition)
+            if total is None and not partition:  # another splitter: one more pass
+                total = folds[0][1].empty_like().update(X)
+            return self._select_and_refit(folds, candidates, names, total)
 
-    # -- internals ----------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None, groups=None, *, solve=True):
+        """Add a batch of rows to the per-fold statistics, and choose again.
+
+        A stream's total number of rows is unknown, so its folds cannot be
+        ``KFold``'s contiguous blocks: ``cv`` must be an int (the number of
+        folds, ``n_splits``) and the rows are assigned as they come,
+        reproducibly:
+
+        - without ``groups``, row ``i`` of the stream (counted from 0
+          across every batch since the first ``partial_fit``) goes to fold
+          ``i % n_splits``;
+        - with ``groups`` (one label per row, for every batch), the ``j``-th
+          distinct group of the stream (in order of first appearance) goes
+          to fold ``j % n_splits``, with all its rows, whichever batch they
+          come in.
+
+        The result equals ``fit`` on all the batches with
+        ``cv=PredefinedSplit(test_fold)``, ``test_fold`` being the folds the
+        rule gives. Memory is ``n_splits`` sums of ``D x D``, never
+        ``O(n)``. A batch that is refused (infinity, partial NaN, a row
+        without any modality, groups given for some batches only) leaves
+        the statistics and the fitted model as they were. ``partial_fit``
+        after ``fit`` starts a new stream, with a warning. Dask batches are
+        summed chunk by chunk.
+
+        Each solve costs ``n_splits x n_candidates`` small ``D x D`` solves:
+        over many small batches pass ``solve=False`` for all but the last.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame, dask array} of shape \
+                (n_samples, n_features)
+            One batch of rows.
+        y : None
+            Ignored.
+        groups : array-like of shape (n_samples,), default=None
+            Group labels of the batch's rows (hashable values): rows of a
+            group share a fold across the whole stream.
+        solve : bool, default=True
+            Cross-validate and refit after adding the batch. With ``False``
+            only the statistics grow; the fitted attributes (if any) stay
+            those of the last call that solved. Solving needs rows in every
+            fold.
+
+        Returns
+        -------
+        self : SharedProjectionCV
+        """
+        stream = getattr(self, "_stream", None)
+        if stream is None and hasattr(self, "canonical_correlations_"):
+            warnings.warn(
+                "partial_fit after fit starts a new stream from this batch: "
+                "fit keeps only the model, not the per-fold D x D sums it came "
+                "from. To stream, call partial_fit for every batch, the first "
+                "included.",
+                UserWarning,
+                stacklevel=2,
+            )
+        with restore_on_error(self):
+            n_splits = stream_splits(self.cv)
+            first = stream is None
+            dask_input = is_dask_collection(X)
+            if not first:
+                if n_splits != stream.n_splits:
+                    raise ValueError(
+                        f"cv={self.cv!r}, but this partial_fit stream has "
+                        f"{stream.n_splits} folds: keep cv between batches, or "
+                        "call fit to start again."
+                    )
+                for sums in stream.sums:
+                    sums.check_compatible(X, method="partial_fit")
+            if dask_input:
+                validate_dask_data(self, X, reset=first)
+            else:
+                X = validate_modal_data(self, X, reset=first)
+            if first:
+                names = list(self.modalities_)
+                candidates = self._candidates(names)
+                self._check_params_against_modalities()
+                stream = FoldStream(n_splits, None)
+                base = self._new_accumulator(candidates)
+            else:
+                base = stream.sums[0]
+            if dask_input and groups is not None:
+                groups = np.asarray(groups)
+            self._stream = stream.add(X, groups, base)
+        if not solve:
+            return self
+        with restore_on_error(self):
+            return self._solve_stream()
+
+        # -- internals ----------------------------------------------------------
+
+    def _new_accumulator(self, candidates):
+        check_memory(self.n_features_in_)
+        return CovarianceAccumulator(
+            self.modalities_,
+            self.n_features_in_,
+            fourth_moments=any(any_auto(c) for c in candidates),
+        )
+
+    def _solve_stream(self):
+        stream = self._stream
+        names = list(self.modalities_)
+        candidates = self._candidates(names)
+        if any(any_auto(c) for c in candidates) and not stream.sums[0].fourth_moments:
+            raise ValueError(
+                "regs now has 'auto', but this partial_fit stream began without "
+                "it, so its statistics lack the fourth moments Ledoit-Wolf "
+                "needs: call fit, or start the stream again with 'auto' in regs."
+            )
+        short = [f for f, sums in enumerate(stream.sums) if sums.n_rows < 2]
+        if short:
+            raise ValueError(
+                f"Fold(s) {short} of the {stream.n_splits} hold fewer than 2 rows "
+                f"after {stream.n_rows} rows: every fold needs rows before the "
+                "ridge can be cross-validated. The batch was added to the "
+                "statistics: call partial_fit with more rows (solve=False "
+                "until then)."
+            )
+        folds = folds_from_targets(stream.sums, True)
+        return self._select_and_refit(folds, candidates, names, None)
+
+    def _select_and_refit(self, folds, candidates, names, total):
+        """Score the candidates on ``folds``, choose, refit from ``total``
+        (the merge of the folds when None)."""
+        scores, per_component, ridges = self._cross_validate(folds, candidates, names)
+        best = self._choose(scores, ridges, candidates)
+        if total is None:
+            total = folds[0][1].empty_like()
+            for _, held_out in folds:
+                total.merge(held_out)
+        self._fit_closed_form(total, candidates[best])
+        self.cv_results_ = _results(candidates, scores, per_component)
+        self.best_index_ = int(best)
+        self.best_reg_ = candidates[best]
+        self.best_score_ = float(np.nanmean(scores[best]))
+        return self
 
     def _candidates(self, names):
         if isinstance(self.regs, dict):
@@ -329,35 +519,6 @@ def _as_list(values):
     if isinstance(values, str) or not np.iterable(values):
         return [values]
     return [v.item() if isinstance(v, np.generic) else v for v in values]
-
-
-def _fold_statistics(X, splits, first):
-    """[(train accumulator or None, held-out accumulator)] per split.
-
-    When the test folds partition the rows, each row is summed once, into
-    its fold's accumulator, and the training statistics are formed later by
-    merging the other folds (``train`` is None); otherwise every split is
-    summed on its own.
-    """
-    n_rows = X.shape[0]
-    seen = np.zeros(n_rows, dtype=int)
-    for _, test in splits:
-        seen[test] += 1
-    partition = np.all(seen == 1) and all(
-        len(train) + len(test) == n_rows for train, test in splits
-    )
-    folds = []
-    for train, test in splits:
-        # The first fold's rows fix the shift every other fold shares, so
-        # that their sums can be merged.
-        held_out = (first if not folds else folds[0][1].empty_like()).update(
-            X[np.sort(test)]
-        )
-        train_sums = None
-        if not partition:
-            train_sums = held_out.empty_like().update(X[np.sort(train)])
-        folds.append((train_sums, held_out))
-    return folds
 
 
 def held_out_correlations(weights, covariance, blocks):

@@ -21,28 +21,17 @@ correlations). Both solvers return
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
 
 from ._conventions import equilibration_factors, finish
+from ._threads import one_blas_thread
 
 # Below this many features in all, the dense solve runs on one BLAS thread
 # (see solver_threads).
 _ONE_THREAD_MAX_FEATURES = 1500
-_threadpool_controller = None
-
-
-# The one-thread limit is process-wide (it sets OpenBLAS's pool size), so
-# concurrent fits (GridSearchCV's threading backend) share one: the first to
-# enter applies it, the last to leave restores the caller's setting. Without
-# the count, a fit that entered while another held the limit would save
-# "1 thread" as the original and restore it after the first had left.
-_limit_lock = threading.Lock()
-_limit_holders = 0
-_limiter = None
 
 
 @contextlib.contextmanager
@@ -54,30 +43,13 @@ def solver_threads(n_features):
     pools) on matrices of a few hundred rows, where a second thread only adds
     hand-offs (measurements on the benchmarks page); above
     ``_ONE_THREAD_MAX_FEATURES`` the eigensolver gains from more threads.
-    Safe under concurrency: the caller's limits are restored when the last
-    concurrent solve leaves. The controller is built once (scanning the
-    loaded libraries costs milliseconds), as scikit-learn does.
+    Safe under concurrency (:func:`~._threads.one_blas_thread`).
     """
-    global _threadpool_controller, _limit_holders, _limiter
     if n_features >= _ONE_THREAD_MAX_FEATURES:
         yield
         return
-    with _limit_lock:
-        if _limit_holders == 0:
-            if _threadpool_controller is None:
-                from threadpoolctl import ThreadpoolController
-
-                _threadpool_controller = ThreadpoolController()
-            _limiter = _threadpool_controller.limit(limits=1, user_api="blas")
-        _limit_holders += 1
-    try:
+    with one_blas_thread():
         yield
-    finally:
-        with _limit_lock:
-            _limit_holders -= 1
-            if _limit_holders == 0:
-                _limiter.restore_original_limits()
-                _limiter = None
 
 
 # Smallest factor kept of a Ledoit-Wolf shrunk block (see add_ridge).

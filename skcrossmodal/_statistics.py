@@ -113,9 +113,6 @@ class CovarianceAccumulator(NumpyBatchSums):
         Rows of positive weight added.
     """
 
-    # Set by subclasses that refuse missing modalities in array API input.
-    _missing_message = None
-
     def __init__(self, modalities, n_features, *, fourth_moments=False):
         self.modalities = modalities
         self.names = list(modalities)

@@ -110,3 +110,26 @@ def _labels_without_marker(y, labelled):
         out[labelled] = numeric
         return out
     return y
+
+
+def refuse_missing_labels(estimator, y):
+    """A ValueError naming the row when class labels hold None, NaN or pd.NA.
+
+    scikit-learn's own checks fail on pd.NA with "boolean value of NA is
+    ambiguous", which names neither y nor the row. An estimator without an
+    unlabelled marker needs a label for every row.
+    """
+    values = np.asarray(y, dtype=object)
+    if values.ndim == 0:
+        return
+    rows = values.reshape(values.shape[0], -1)
+    missing = np.column_stack(
+        [missing_values_mask(rows[:, j]) for j in range(rows.shape[1])]
+    ).any(axis=1)
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise ValueError(
+            f"y has a missing value ({values[row]!r}) in row {row}. "
+            f"{type(estimator).__name__} needs a label for every row: drop "
+            "the rows without one (or impute their labels)."
+        )

@@ -12,6 +12,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 
 from . import _audio_features as _af
+from ._dtypes import check_numeric_features
+from ._memory import check_allocation
 
 __all__ = ["AudioFeaturizer"]
 
@@ -393,6 +395,16 @@ class AudioFeaturizer(TransformerMixin, BaseEstimator):
                 f"frame_length * sample_rate); use n_fft >= {win_length} or None."
             )
         fmin, fmax = self._band_edges()
+        # The filterbank (n_mels x bins) and one frame's FFT, before either
+        # is allocated (numpy would name a shape, not the parameter).
+        check_allocation(
+            8.0 * self.n_mels * (n_fft // 2 + 1) + 32.0 * n_fft + 8.0 * win_length,
+            f"AudioFeaturizer(n_mels={self.n_mels}, n_fft={n_fft}, "
+            f"frame_length={self.frame_length} s at sample_rate="
+            f"{self.sample_rate})",
+            "Lower n_mels or n_fft (a frame of frame_length * sample_rate "
+            "samples sets the default n_fft).",
+        )
         return {
             "features": features,
             "pooling": pooling,
@@ -453,6 +465,7 @@ def _clips(X):
         return items
     # Anything else is a table of equal-length clips, one per row; check_array
     # gives scikit-learn's messages for sparse, complex, 1-D or empty input.
+    check_numeric_features(X)
     try:
         table = check_array(X, dtype=(np.float64, np.float32))
     except ValueError as exc:

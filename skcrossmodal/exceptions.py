@@ -26,3 +26,16 @@ class InconsistentVersionWarning(UserWarning):
             "meaning between versions: refit the model with this version, or "
             f"load it with skcrossmodal=={self.saved_version}."
         )
+
+
+class NonNumericFeatureError(ValueError, TypeError):
+    """X holds a column (or an array) whose dtype is not a number.
+
+    Dates, durations, categories and text have no arithmetic that a
+    projection or a fusion could use as they are; converting them silently
+    (a date to nanoseconds since 1970, a category to its code) would give a
+    number that means nothing to the model. The error names the column and
+    says how to encode it. It is a ValueError (scikit-learn's convention for
+    bad values in X) and a TypeError (numpy's, for a dtype that cannot be
+    cast), so code catching either still catches it.
+    """

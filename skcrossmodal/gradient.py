@@ -7,12 +7,15 @@ from numbers import Integral, Real
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 
-from ._base import VersionedPickleMixin, validate_modal_data
+from ._base import VersionedPickleMixin, restore_on_error, validate_modal_data
 from ._dask import is_dask_collection
+from ._docstrings import fill_doc
+from ._gradient import _parameters as gradient_parameters
 from ._gradient import fit_gradient_space
 from ._space_estimator import SharedSpaceMixin
 
 
+@fill_doc(gradient_parameters=gradient_parameters.parameters_doc())
 class GradientSharedProjection(
     VersionedPickleMixin, SharedSpaceMixin, TransformerMixin, BaseEstimator
 ):
@@ -65,48 +68,7 @@ class GradientSharedProjection(
         modalities present in each row, every modality's projection side by
         side (NaN where missing), or one modality's projection.
 
-    max_iter : int, default=200
-        The most epochs (passes over the training rows).
-
-    tol : float >= 0, default=1e-4
-        After every epoch the sum of the correlations reachable in the span
-        found, and the loss, are computed exactly on the training rows (with
-        ``early_stopping``: on the validation rows). When the correlation
-        sum has not risen by more than ``tol`` and the loss has not fallen
-        by more than ``tol`` times its size for 2 epochs in a row, the
-        learning rate is divided by 5; for ``n_iter_no_change`` epochs in a
-        row, training stops. The weights of the epoch with the best
-        correlation sum are kept.
-
-    batch_size : int or "auto", default="auto"
-        Rows per mini-batch (each split in two halves for an unbiased
-        quadratic term). ``"auto"`` is ``n_samples // 10`` clipped to
-        [32, 4096].
-
-    learning_rate : float > 0, default=0.03
-        Adam's initial step size (see ``tol``). The weights are optimised in
-        preconditioned coordinates where every entry is of order one (see
-        Notes), so the default suits data of any scale and width.
-
-    random_state : int, RandomState instance or None, default=None
-        The initial weights, the order of the rows in each epoch and the
-        validation split. An int gives reproducible fits.
-
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the rows and judge progress (see
-        ``tol``) by their correlation sum instead of the training rows'. The
-        held-out rows are not used to fit.
-
-    validation_fraction : float in (0, 1), default=0.1
-        The share of rows held out with ``early_stopping=True``.
-
-    n_iter_no_change : int, default=5
-        Epochs without improvement before training stops.
-
-    verbose : int, default=0
-        Print after every epoch the mean mini-batch loss, the correlation
-        sum on the training rows (with ``early_stopping``: on the validation
-        rows), the learning rate and the time so far.
+    {gradient_parameters}
 
     Attributes
     ----------
@@ -214,18 +176,7 @@ class GradientSharedProjection(
         ],
         "scale": ["boolean"],
         "output": [str],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [
-            Interval(Integral, 2, None, closed="left"),
-            StrOptions({"auto"}),
-        ],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "random_state": ["random_state"],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "verbose": ["verbose"],
+        **gradient_parameters.PARAMETER_CONSTRAINTS,
     }
 
     def __init__(
@@ -286,8 +237,14 @@ class GradientSharedProjection(
                 "whose statistics are computed chunk by chunk where the "
                 "chunks live."
             )
-        X = validate_modal_data(self, X, reset=True)
-        self._check_params_against_modalities()
+        # A refused X (infinity, a row with no modality...) leaves a previous
+        # fit exactly as it was: validation sets n_features_in_, modalities_.
+        with restore_on_error(self):
+            X = validate_modal_data(self, X, reset=True)
+            self._check_params_against_modalities()
+            return self._fit_validated(X)
+
+    def _fit_validated(self, X):
         space, info = fit_gradient_space(
             X,
             self.modalities_,

@@ -11,7 +11,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_sample_weight
 
-from ._array_api import ArrayAPIAccumulator
 from ._base import VersionedPickleMixin, restore_on_error, validate_modal_data
 from ._closed_form import (
     NotPositiveDefiniteError,
@@ -19,12 +18,19 @@ from ._closed_form import (
     check_memory,
 )
 from ._dask import accumulate_dask, is_dask_collection, validate_dask_data
+from ._docstrings import fill_doc
+from ._gradient import _parameters as gradient_parameters
 from ._namespace import get_array_namespace
 from ._projection_gradient import fit_deprecated_gradient
 from ._space_estimator import SharedSpaceMixin
 from ._statistics import CovarianceAccumulator
 
 
+@fill_doc(
+    gradient_parameters=gradient_parameters.parameters_doc(
+        '``solver="gradient"`` only.'
+    )
+)
 class SharedProjection(
     VersionedPickleMixin, SharedSpaceMixin, TransformerMixin, BaseEstimator
 ):
@@ -113,54 +119,7 @@ class SharedProjection(
            with only the parameters that apply to it. The parameters below
            marked ``solver="gradient"`` only go with it.
 
-    max_iter : int, default=200
-        ``solver="gradient"`` only: the most epochs (passes over the
-        training rows).
-
-    tol : float >= 0, default=1e-4
-        ``solver="gradient"`` only. After every epoch the sum of the
-        correlations reachable in the span found, and the loss, are computed
-        exactly on the training rows (with ``early_stopping``: on the
-        validation rows). When the correlation sum has not risen by more
-        than ``tol`` and the loss has not fallen by more than ``tol`` times
-        its size for 2 epochs in a row, the learning rate is divided by 5;
-        for ``n_iter_no_change`` epochs in a row, training stops. The
-        weights of the epoch with the best correlation sum are kept.
-
-    batch_size : int or "auto", default="auto"
-        ``solver="gradient"`` only: rows per mini-batch (each split in two
-        halves for the unbiased quadratic term). ``"auto"`` is
-        ``n_samples // 10`` clipped to [32, 4096] (about 10 steps per epoch).
-
-    learning_rate : float > 0, default=0.03
-        ``solver="gradient"`` only: Adam's initial step size (see ``tol``).
-        The weights are optimised in preconditioned coordinates where every
-        entry is of order one (see Notes), so the default suits data of any
-        scale and width.
-
-    random_state : int, RandomState instance or None, default=None
-        ``solver="gradient"`` only: the initial weights, the order of the
-        rows in each epoch and the validation split. An int gives
-        reproducible fits.
-
-    early_stopping : bool, default=False
-        ``solver="gradient"`` only: hold out ``validation_fraction`` of the
-        rows and judge progress (see ``tol``) by their correlation sum
-        instead of the training rows'. The held-out rows are not used to
-        fit.
-
-    validation_fraction : float in (0, 1), default=0.1
-        ``solver="gradient"`` with ``early_stopping=True`` only.
-
-    n_iter_no_change : int, default=5
-        ``solver="gradient"`` only: epochs without improvement before
-        training stops.
-
-    verbose : int, default=0
-        ``solver="gradient"`` only: print after every epoch the mean
-        mini-batch loss, the correlation sum on the training rows (with
-        ``early_stopping``: on the validation rows), the learning rate and
-        the time so far.
+    {gradient_parameters}
 
     Attributes
     ----------
@@ -261,9 +220,10 @@ class SharedProjection(
     eigenproblem (whatever ``solver`` says), so every ``C_mm + reg * I``
     must be positive definite (judged relative to the block's scale);
     ``partial_fit`` keeps its sums on the device, and every batch must come
-    from the same namespace and device. Not supported for array API input
-    (a clear error): missing modalities in ``fit`` and ``reg="auto"``.
-    The agreement with the numpy path is measured on the benchmarks page.
+    from the same namespace and device. Missing modalities are summed
+    pairwise complete on the device, as for numpy. Not supported for array
+    API input (a clear error): ``reg="auto"``. The agreement with the numpy
+    path is measured on the benchmarks page.
 
     **Interpreting components.** ``loadings_`` holds the structure
     correlations: for each feature of a modality, its correlation with each
@@ -310,18 +270,7 @@ class SharedProjection(
         "scale": ["boolean"],
         "output": [str],
         "solver": [StrOptions({"auto", "eigh", "svd", "gradient"})],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [
-            Interval(Integral, 2, None, closed="left"),
-            StrOptions({"auto"}),
-        ],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "random_state": ["random_state"],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "verbose": ["verbose"],
+        **gradient_parameters.PARAMETER_CONSTRAINTS,
     }
 
     def __init__(
@@ -525,8 +474,9 @@ class SharedProjection(
                     "of floats (e.g. the reg_ of a numpy fit on a subsample), "
                     "or pass numpy input."
                 )
-            return ArrayAPIAccumulator(self.modalities_)
-        check_memory(self.n_features_in_)
+        else:
+            # Device memory is the caller's to size; host memory is checked.
+            check_memory(self.n_features_in_)
         return CovarianceAccumulator(
             self.modalities_, self.n_features_in_, fourth_moments=any_auto(self.reg)
         )

@@ -34,6 +34,7 @@ from sklearn.utils.validation import (
 )
 
 from ._base import FLOAT_DTYPES, VersionedPickleMixin, check_finite_blocks
+from ._dtypes import check_numeric_features
 from ._modalities import resolve_modalities
 from ._transfer_checks import check_numpy_input, classification_labels
 from .projection import SharedProjection
@@ -114,6 +115,7 @@ class _BaseCrossModalTransfer(VersionedPickleMixin, MetaEstimatorMixin, BaseEsti
                 "y is None."
             )
         check_numpy_input(self, X=X, y=y)
+        check_numeric_features(X)
         projection = self._projection_template()
         X_checked = validate_data(
             self,
@@ -167,6 +169,7 @@ class _BaseCrossModalTransfer(VersionedPickleMixin, MetaEstimatorMixin, BaseEsti
         """Shared-space embedding of any row (mean of its modalities)."""
         check_is_fitted(self)
         check_numpy_input(self, X=X)
+        check_numeric_features(X)
         # Checked here first, so that errors name this estimator; the
         # projection then reads X as given (a DataFrame keeps its names).
         validate_data(
@@ -493,14 +496,23 @@ class CrossModalTransferRegressor(RegressorMixin, _BaseCrossModalTransfer):
         return Ridge()
 
     def _labelled_rows(self, y, n_samples):
-        y = check_array(
-            y,
-            ensure_2d=False,
-            dtype="numeric",
-            ensure_all_finite="allow-nan",
-            input_name="y",
-            estimator=self,
-        )
+        try:
+            y = check_array(
+                y,
+                ensure_2d=False,
+                dtype="numeric",
+                ensure_all_finite="allow-nan",
+                input_name="y",
+                estimator=self,
+            )
+        except (TypeError, ValueError) as exc:
+            if "convert" not in str(exc):
+                raise
+            raise ValueError(
+                f"y of {type(self).__name__} must hold numbers (regression "
+                f"targets; NaN marks an unlabelled row), but {exc}. For class "
+                "labels use CrossModalTransferClassifier."
+            ) from exc
         if n_samples is not None and y.shape[0] != n_samples:
             raise ValueError(
                 f"X and y have inconsistent numbers of samples: {n_samples} "

@@ -65,11 +65,7 @@ def test_fit_transform_score_stay_in_the_array_namespace():
 
 @pytest.mark.parametrize(
     "test_file, selection",
-    [
-        ("test_estimator_checks.py", "array_api"),
-        # GradientSharedProjection (the gradient solver), in test_gradient.py.
-        ("test_gradient.py", "test_sklearn_compatible and array_api"),
-    ],
+    [("test_estimator_checks.py", "array_api")],
 )
 def test_sklearn_array_api_checks_pass(test_file, selection):
     """scikit-learn's own array API checks, which need SCIPY_ARRAY_API=1:

@@ -22,7 +22,6 @@ import pytest
 import python_speech_features as psf
 from scipy import signal
 from scipy.io import wavfile
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skcrossmodal._audio_features import (
     hz_to_mel,
@@ -355,27 +354,6 @@ def test_bad_input_messages(params, X, message):
     featurizer = AudioFeaturizer(sample_rate=RATE, **params)
     with pytest.raises(ValueError, match=message):
         featurizer.fit_transform([np.zeros(100)] if X is None else X)
-
-
-# ------------------------------------------------------- scikit-learn checks
-
-# With 2-D numeric input (one clip per row) scikit-learn's checks apply,
-# except these two. A clip's number of samples is not a number of features:
-# clips of any length may follow clips of any other length, so the
-# transformer sets no n_features_in_ and raises no error when the length
-# changes between fit and transform.
-EXPECTED_FAILED = {
-    "check_n_features_in": "raw audio: a clip's length is not a feature count",
-    "check_n_features_in_after_fitting": "raw audio: clips may change length",
-}
-
-
-@parametrize_with_checks(
-    [AudioFeaturizer(sample_rate=100, frame_length=0.05, hop_length=0.02)],
-    expected_failed_checks=lambda estimator: EXPECTED_FAILED,
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 # -------------------------------------------- a branch of a ColumnTransformer

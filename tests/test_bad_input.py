@@ -30,11 +30,14 @@ from skcrossmodal import (
     ConcatFusion,
     CrossModalTransferClassifier,
     CrossModalTransferRegressor,
+    GradientSharedProjection,
     LateFusionClassifier,
     LateFusionRegressor,
     SharedProjection,
     WeightedFusion,
 )
+from skcrossmodal.audio import AudioFeaturizer
+from skcrossmodal.exceptions import NonNumericFeatureError
 from skcrossmodal.metrics import (
     make_retrieval_scorer,
     mean_average_precision,
@@ -61,8 +64,12 @@ def frame(seed=0):
 
 
 def labels(X):
-    values = np.asarray(X).real.astype(float)
-    values = values if values.ndim == 1 else values[:, 0]
+    """0/1 labels from X's first column (the only one read: a case may put
+    something that is not a number in another column)."""
+    if hasattr(X, "columns"):  # pandas or polars
+        X = X[X.columns[0]]
+    values = np.asarray(X)
+    values = (values if values.ndim == 1 else values[:, 0]).real.astype(float)
     return (np.nan_to_num(values) > 0).astype(int)
 
 
@@ -223,6 +230,15 @@ def _with_physical_memory(n_bytes, run):
             _closed_form.physical_memory = real
 
     return patched
+
+
+def _dates():
+    return pd.date_range("2020-01-01", periods=N_SAMPLES)
+
+
+def _polars(data):
+    pl = pytest.importorskip("polars")
+    return pl.DataFrame({name: data[name].to_numpy() for name in data.columns})
 
 
 def numpy_frame():
@@ -427,8 +443,41 @@ CASES = [
     Case(
         "strings where numbers belong",
         fit_with(X=with_values(lambda d: d.__setitem__("a__1", "word"))),
-        ValueError,
-        "could not convert string to float",
+        NonNumericFeatureError,
+        "column 'a__1' of X has dtype str, which is not numeric.*featurise it",
+    ),
+    # A date column: refused alike in pandas and polars (polars used to turn
+    # it into microseconds since 1970), at fit and later (tests/test_dtypes.py
+    # covers every estimator and kind of column).
+    Case(
+        "a datetime column (pandas)",
+        fit_with(X=with_values(lambda d: d.__setitem__("a__1", _dates()))),
+        NonNumericFeatureError,
+        "column 'a__1' of X has dtype datetime64.*days since a reference date",
+    ),
+    Case(
+        "a datetime column (polars)",
+        fit_with(
+            X=lambda: _polars(with_values(lambda d: d.__setitem__("a__1", _dates()))())
+        ),
+        NonNumericFeatureError,
+        r"column 'a__1' of X has dtype Datetime.*days since a reference date",
+    ),
+    Case(
+        "a datetime column later (polars)",
+        fit_then_use(
+            lambda: _polars(with_values(lambda d: d.__setitem__("a__1", _dates()))())
+        ),
+        NonNumericFeatureError,
+        r"column 'a__1' of X has dtype Datetime.*days since a reference date",
+    ),
+    Case(
+        "a category column later (pandas)",
+        fit_then_use(
+            with_values(lambda d: d.__setitem__("b__0", pd.Categorical(labels(d))))
+        ),
+        NonNumericFeatureError,
+        "column 'b__0' of X has dtype category.*OneHotEncoder",
     ),
     Case(
         "1-D input",
@@ -1236,3 +1285,156 @@ def test_bad_retrieval_input(error, match, run):
     with pytest.raises(error, match=match) as caught:
         run()
     assert caught.type is error
+
+
+# == reliability sweep (issue 13): seams found by an outside-tester sweep ==========
+# Each case: the exact exception type, a message that names the parameter and
+# the fix, and every array handed in unchanged (``unmodified``).
+
+
+def _small_machine(n_bytes, run):
+    """``run()`` on a machine that reports ``n_bytes`` of physical memory."""
+
+    def patched():
+        from skcrossmodal import _memory
+
+        real = _memory.physical_memory
+        _memory.physical_memory = lambda: n_bytes
+        try:
+            return run()
+        finally:
+            _memory.physical_memory = real
+
+    return patched
+
+
+def _refit_refused_keeps_model(estimator):
+    """Fit, refit on data with infinity: the refit raises and the fitted
+    model is byte for byte the previous one."""
+
+    def run():
+        X = np.array(frame().to_numpy(), copy=True)
+        unmodified(estimator.fit, X)
+        before = pickle.dumps(estimator.__dict__)
+        bad = X.copy()
+        bad[5, 4] = np.inf
+        try:
+            unmodified(estimator.fit, bad)
+        finally:
+            assert pickle.dumps(estimator.__dict__) == before
+        return estimator
+
+    return run
+
+
+def _dates_array():
+    return np.tile(np.arange(6).astype("datetime64[D]"), (N_SAMPLES, 1))
+
+
+def _dask_dates():
+    da = pytest.importorskip("dask.array")
+    return da.from_array(_dates_array(), chunks=(10, 6))
+
+
+SWEEP_CASES = [
+    (
+        "LateFusionClassifier: pd.NA among string labels",
+        lambda: unmodified(
+            LateFusionClassifier(modalities=AB).fit,
+            _late_data()[0],
+            pd.Series(
+                np.where(labels(frame()) == 1, "cat", "dog"), dtype="string"
+            ).where(np.arange(N_SAMPLES) % 5 > 0, pd.NA),
+        ),
+        ValueError,
+        r"y has a missing value \(<NA>\) in row 0.*needs a label for every row: "
+        "drop the rows",
+    ),
+    (
+        "LateFusionClassifier: None among object labels",
+        lambda: unmodified(
+            LateFusionClassifier(modalities=AB).fit,
+            _late_data()[0],
+            np.array(["cat", None] * (N_SAMPLES // 2), dtype=object),
+        ),
+        ValueError,
+        r"y has a missing value \(None\) in row 1",
+    ),
+    (
+        "CrossModalTransferRegressor: string targets",
+        lambda: unmodified(
+            CrossModalTransferRegressor(SharedProjection(1, modalities=AB)).fit,
+            _late_data()[0],
+            np.where(labels(frame()) == 1, "cat", "dog").astype(object),
+        ),
+        ValueError,
+        r"y of CrossModalTransferRegressor must hold numbers.*"
+        "use CrossModalTransferClassifier",
+    ),
+    (
+        "GradientSharedProjection: a refused refit keeps the previous model",
+        _refit_refused_keeps_model(
+            GradientSharedProjection(1, modalities=AB, max_iter=3, random_state=0)
+        ),
+        ValueError,
+        "X contains infinity",
+    ),
+    (
+        "a numpy datetime64 array",
+        lambda: unmodified(SharedProjection(1, modalities=AB).fit, _dates_array()),
+        NonNumericFeatureError,
+        r"^X has dtype datetime64\[D\], which is not numeric.*days since a "
+        "reference date",
+    ),
+    (
+        "a Dask array of dates",
+        lambda: SharedProjection(1, modalities=AB).fit(_dask_dates()),
+        NonNumericFeatureError,
+        r"Dask array of dtype datetime64\[D\] is not numeric",
+    ),
+    (
+        "a numpy array of numeric strings",
+        lambda: unmodified(
+            WeightedFusion(modalities=AB).fit, frame().to_numpy().astype(str)
+        ),
+        NonNumericFeatureError,
+        r"^X has dtype <U\d+, which is not numeric.*cast it to float",
+    ),
+    (
+        "rank_embeddings: a batch_size the machine cannot hold",
+        _small_machine(
+            2**16,
+            lambda: unmodified(
+                lambda Q, G: rank_embeddings(Q, G, k=1, batch_size=10**9),
+                np.ones((50, 2)),
+                np.ones((60, 2)),
+            ),
+        ),
+        MemoryError,
+        r"Ranking with batch_size=1000000000 \(50 queries.*needs about .* GiB, "
+        "more than this machine's.*Lower batch_size, or leave it None",
+    ),
+    (
+        "AudioFeaturizer: an n_mels the machine cannot hold",
+        _small_machine(
+            2**20,
+            lambda: AudioFeaturizer(sample_rate=8000, n_mels=10**4).fit_transform(
+                [np.zeros(800)]
+            ),
+        ),
+        MemoryError,
+        r"AudioFeaturizer\(n_mels=10000, n_fft=256.*needs about.*Lower n_mels or "
+        "n_fft",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "run, error, match",
+    [pytest.param(*case[1:], id=case[0]) for case in SWEEP_CASES],
+)
+def test_reliability_sweep_catalogue(run, error, match):
+    with pytest.raises(Exception) as caught:
+        run()
+    assert type(caught.value) is error, repr(caught.value)
+    assert caught.match(match)

@@ -8,7 +8,6 @@ from scipy import linalg
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.externals.array_api_compat import array_namespace
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skcrossmodal import SharedProjection
 from skcrossmodal._deep_loss import ey_loss_and_gradients
@@ -310,22 +309,6 @@ def test_bad_parameters(params, message):
     X = _nonlinear_views(40, np.random.default_rng(0))
     with pytest.raises(ValueError, match=message):
         _small(**params).fit(X)
-
-
-@parametrize_with_checks(
-    [
-        DeepSharedProjection(
-            n_components=1,
-            modalities=EVEN_ODD,
-            hidden_layer_sizes=(4,),
-            max_iter=3,
-            random_state=0,
-        )
-    ]  # fmt: skip
-)
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

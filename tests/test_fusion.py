@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils import get_tags
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from xp_testing import ARRAY_API_NAMESPACES, close, namespace_of, to_numpy, to_xp
 
 from skcrossmodal import SharedProjection
 from skcrossmodal.fusion import (
@@ -34,22 +34,6 @@ from skcrossmodal.fusion import _utils as fusion_utils
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
 ABC = {"a": [0, 1, 2], "b": [3, 4, 5], "c": [6, 7, 8]}
-
-
-@parametrize_with_checks(
-    [
-        WeightedFusion(modalities=EVEN_ODD, align="pca"),
-        WeightedFusion({"even": 1, "odd": 2}, modalities=EVEN_ODD, align="shared"),
-        ConcatFusion(modalities=EVEN_ODD),
-        ConcatFusion("mfa", modalities=EVEN_ODD, center=False),
-        LateFusionClassifier(modalities=EVEN_ODD),
-        LateFusionClassifier(modalities=EVEN_ODD, method="stacking", cv=3),
-        LateFusionRegressor(modalities=EVEN_ODD),
-        LateFusionRegressor(modalities=EVEN_ODD, method="stacking", cv=3),
-    ]
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def _data(n=12, width=9, seed=0):
@@ -591,7 +575,7 @@ def test_regressor_stacking_by_hand():
 # when first imported, long before these tests in a pytest session. The
 # fusion paths call no scipy function on array API arrays ("device1" would
 # raise if anything went through numpy), so the variable is set for
-# scikit-learn's check only (the scipy_array_api_flag fixture).
+# scikit-learn's check only (the scipy_array_api_flag fixture, conftest.py).
 #
 # Tolerances. By hand: 1e-12 relative to each array's largest entry
 # (float64 throughout, a few roundings apart). Against the numpy path in
@@ -601,40 +585,8 @@ def test_regressor_stacking_by_hand():
 # 0 (float64 statistics, one rounding). Tested at about 4 times that, never
 # below 1e-6.
 
-NAMESPACES = ["numpy", "array_api_strict", "torch"]
-OTHER_NAMESPACES = NAMESPACES[1:]
 FLOAT32_RTOL = {"none": 1e-6, "shared": 1e-6, "pca": 2e-5}
 INTERLEAVED = {"x": [0, 3, 5, 8], "y": [1, 4, 7], "z": [2, 6, 9]}
-
-
-@pytest.fixture
-def scipy_array_api_flag(monkeypatch):
-    """What scikit-learn checks before it dispatches (see above)."""
-    monkeypatch.setenv("SCIPY_ARRAY_API", "1")
-
-
-def to_xp(namespace, array):
-    if namespace == "numpy":
-        return np.array(array, copy=True)
-    if namespace == "array_api_strict":
-        xp = pytest.importorskip("array_api_strict")
-        return xp.asarray(array, device=xp.Device("device1"))
-    torch = pytest.importorskip("torch")
-    return torch.asarray(array, device="cpu")
-
-
-def to_numpy(array):
-    if hasattr(array, "cpu"):
-        return array.cpu().numpy()
-    if type(array).__module__.startswith("array_api_strict"):
-        import array_api_strict
-
-        return np.asarray(array.to_device(array_api_strict.Device("CPU_DEVICE")))
-    return np.asarray(array)
-
-
-def namespace_of(array):
-    return type(array).__module__.split(".")[0]
 
 
 def check_output(result, X_xp, namespace):
@@ -643,15 +595,6 @@ def check_output(result, X_xp, namespace):
     if namespace != "numpy":
         assert result.device == X_xp.device
     assert result.dtype == X_xp.dtype
-
-
-def close(actual, expected, rtol):
-    """rtol relative to the largest entry of ``expected``."""
-    actual = to_numpy(actual)
-    assert actual.shape == expected.shape
-    np.testing.assert_allclose(
-        actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max()
-    )
 
 
 def run(estimator, X_fit, X_new=None):
@@ -718,7 +661,6 @@ def pca_by_hand(fit_block, block, k, fitted_components):
 
 
 @pytest.mark.usefixtures("scipy_array_api_flag")
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("modalities", [ABC, INTERLEAVED], ids=["abc", "interleaved"])
 @pytest.mark.parametrize("align", [None, "pca", "shared"])
 def test_weighted_fusion_by_hand_in_every_namespace(namespace, modalities, align):
@@ -759,7 +701,6 @@ def test_weighted_fusion_by_hand_in_every_namespace(namespace, modalities, align
 
 
 @pytest.mark.usefixtures("scipy_array_api_flag")
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_weighted_fusion_shared_is_shared_projection_mean(namespace):
     """weights=None: SharedProjection(output="mean") (numpy), missing rows too."""
     X = make_data()
@@ -775,7 +716,7 @@ def test_weighted_fusion_shared_is_shared_projection_mean(namespace):
 
 
 @pytest.mark.usefixtures("scipy_array_api_flag")
-@pytest.mark.parametrize("namespace", OTHER_NAMESPACES)
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
 @pytest.mark.parametrize("align", [None, "pca", "shared"])
 def test_weighted_fusion_float32_as_numpy(namespace, align):
     modalities = ABC if align is None else INTERLEAVED
@@ -792,7 +733,6 @@ def test_weighted_fusion_float32_as_numpy(namespace, align):
 
 
 @pytest.mark.usefixtures("scipy_array_api_flag")
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_weighted_fusion_bad_rows_raise_in_every_namespace(namespace):
     X = make_data(missing=False)
     cases = []
@@ -822,7 +762,6 @@ def test_weighted_fusion_bad_rows_raise_in_every_namespace(namespace):
 
 
 @pytest.mark.usefixtures("scipy_array_api_flag")
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_weighted_fusion_shared_errors_name_the_fusion(namespace):
     """What SharedProjection refuses for this namespace, WeightedFusion
     refuses with the same type and message, prefixed with its own name."""
@@ -914,7 +853,6 @@ def concat_by_hand(X, modalities, scaling, center):
 
 
 @pytest.mark.usefixtures("scipy_array_api_flag")
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("scaling, center", CONCAT_CASES)
 @pytest.mark.parametrize("modalities", [ABC, INTERLEAVED], ids=["abc", "interleaved"])
 def test_concat_fusion_by_hand_in_every_namespace(
@@ -943,7 +881,6 @@ def test_concat_fusion_by_hand_in_every_namespace(
 
 
 @pytest.mark.usefixtures("scipy_array_api_flag")
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_mfa_above_the_gram_limit(namespace, monkeypatch):
     """Above _GRAM_LIMIT: ARPACK (numpy) or svdvals (other namespaces)."""
     monkeypatch.setattr(fusion_utils, "_GRAM_LIMIT", 2)
@@ -957,7 +894,6 @@ def test_mfa_above_the_gram_limit(namespace, monkeypatch):
 
 
 @pytest.mark.usefixtures("scipy_array_api_flag")
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("scaling", ["frobenius", "mfa"])
 def test_concat_fusion_sample_weight_in_every_namespace(namespace, scaling):
     """Weighted statistics by hand: weighted mean, weighted mean square."""

@@ -27,41 +27,27 @@ from scipy import linalg, sparse
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import get_tags
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from xp_testing import ARRAY_API_NAMESPACES, close, namespace_of, to_numpy, to_xp
 
 import skcrossmodal
 from skcrossmodal import (
     GradientSharedProjection,
     SharedProjection,
-    _array_api,
     _namespace,
+    _statistics,
 )
 from skcrossmodal._gradient import _problem
 from skcrossmodal._gradient._problem import Problem
 from skcrossmodal._gradient._rows import Rows
+from skcrossmodal._testing import contiguous_modalities as contiguous
+from skcrossmodal._testing import correlated_views
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
-NAMESPACES = ["array_api_strict", "torch"]
 
 
-def make_views(n=600, widths=(7, 5), n_latent=3, noise=1.0, offset=0.0, seed=0):
-    """Views sharing a latent signal of distinct strengths."""
-    rng = np.random.default_rng(seed)
-    latent = rng.normal(size=(n, n_latent)) * np.linspace(2.0, 0.5, n_latent)
-    views = [
-        latent @ rng.normal(size=(n_latent, w))
-        + noise * rng.normal(size=(n, w))
-        + offset
-        for w in widths
-    ]
-    return np.hstack(views), contiguous(widths)
-
-
-def contiguous(widths):
-    stops = np.cumsum(widths)
-    return {
-        f"m{i}": slice(stop - w, stop) for i, (w, stop) in enumerate(zip(widths, stops))
-    }
+def make_views(*args, **kwargs):
+    X, _, modalities = correlated_views(*args, **kwargs)
+    return X, modalities
 
 
 def interleaved(widths):
@@ -448,64 +434,7 @@ def test_dask_input_is_refused_clearly():
         model.fit(da.from_array(X, chunks=100))
 
 
-@parametrize_with_checks(
-    [
-        GradientSharedProjection(
-            n_components=1, modalities=EVEN_ODD, max_iter=5, random_state=0
-        )
-    ]
-)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        check(estimator)
-
-
 # -- array API input (array_api_strict, torch CPU) -------------------------------
-
-
-def _xp_strict():
-    return pytest.importorskip("array_api_strict")
-
-
-def to_device(name, X):
-    """array_api_strict on its non-default device "device1", which refuses
-    any conversion to numpy as a GPU array would; torch on the CPU."""
-    if name == "array_api_strict":
-        xp = _xp_strict()
-        return xp.asarray(X, device=xp.Device("device1"))
-    torch = pytest.importorskip("torch")
-    return torch.asarray(X, device="cpu")
-
-
-def to_numpy(array):
-    return _namespace.to_numpy(array)
-
-
-def namespace_name(array):
-    return type(array).__module__.split(".")[0]
-
-
-def close(actual, expected, rtol):
-    """rtol relative to each array's largest entry (weights have near-zeros)."""
-    actual = to_numpy(actual)
-    assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
-
-
-@pytest.fixture
-def dispatch(monkeypatch):
-    """sklearn's array_api_dispatch, in this process.
-
-    scikit-learn refuses to dispatch unless SCIPY_ARRAY_API=1, which scipy
-    reads when first imported, long before these tests. Nothing here calls
-    scipy on array API arrays (array_api_strict's "device1" refuses any
-    conversion to numpy), so the variable is set for scikit-learn's check
-    only; test_array_api_dispatch.py runs scikit-learn's own array API
-    checks of this estimator in a fresh interpreter where it is set first.
-    """
-    monkeypatch.setenv("SCIPY_ARRAY_API", "1")
-    with sklearn.config_context(array_api_dispatch=True):
-        yield
 
 
 def view_data(n_samples=3000, widths=(8, 6), seed=0):
@@ -528,7 +457,7 @@ GRADIENT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
 @pytest.mark.parametrize(
     "widths, layout, scale, early_stopping, whiten_max", GRADIENT_CASES
 )
@@ -555,7 +484,7 @@ def test_array_api_equals_numpy(
     )
     with sklearn.config_context(array_api_dispatch=False):
         reference = clone(model).fit(X)
-    Xx = to_device(namespace, X)
+    Xx = to_xp(namespace, X)
     fitted = clone(model).fit(Xx)
     assert_array_equal(to_numpy(Xx), X)  # not modified
     arrays = [
@@ -564,7 +493,7 @@ def test_array_api_equals_numpy(
         *fitted.means_.values(),
     ]
     for array in arrays:
-        assert namespace_name(array) == namespace_name(Xx)
+        assert namespace_of(array) == namespace_of(Xx)
         assert array.device == Xx.device
     assert str(fitted.canonical_correlations_.dtype).endswith("float64")
 
@@ -585,7 +514,7 @@ def test_array_api_equals_numpy(
             close(fitted.scale_[name], reference.scale_[name], 1e-12)
     for output in ["mean", "concat"]:
         Z = fitted.set_params(output=output).transform(Xx)
-        assert namespace_name(Z) == namespace_name(Xx) and Z.device == Xx.device
+        assert namespace_of(Z) == namespace_of(Xx) and Z.device == Xx.device
         close(Z, reference.set_params(output=output).transform(X), 1e-6)
     assert fitted.score(Xx) == pytest.approx(reference.score(X), rel=1e-6)
     # And both found what the closed form finds.
@@ -596,7 +525,7 @@ def test_array_api_equals_numpy(
     ) < (2e-3 if early_stopping else 1e-3)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
 def test_float32_sums(namespace, dispatch, monkeypatch):
     X = view_data(widths=(8, 6)).astype(np.float32)
     modalities = {"a": slice(0, 8), "b": slice(8, 14)}
@@ -607,11 +536,11 @@ def test_float32_sums(namespace, dispatch, monkeypatch):
 
     # float64 sums on the CPU, from the same float32 values the numpy path
     # casts: the same computation.
-    fitted = clone(model).fit(to_device(namespace, X))
+    fitted = clone(model).fit(to_xp(namespace, X))
     close(fitted.canonical_correlations_, reference.canonical_correlations_, 1e-6)
     for name in modalities:
         close(fitted.weights_[name], reference.weights_[name], 1e-6)
-    Z = fitted.transform(to_device(namespace, X))
+    Z = fitted.transform(to_xp(namespace, X))
     assert str(Z.dtype).endswith("float32")
     close(Z, reference.transform(X), 1e-5)
 
@@ -628,18 +557,18 @@ def test_float32_sums(namespace, dispatch, monkeypatch):
         return xp.float32
 
     monkeypatch.setattr(_namespace, "accumulation_dtype", float32_only)
-    monkeypatch.setattr(_array_api, "accumulation_dtype", float32_only)
-    fitted = clone(model).fit(to_device(namespace, X))
+    monkeypatch.setattr(_statistics, "accumulation_dtype", float32_only)
+    fitted = clone(model).fit(to_xp(namespace, X))
     assert str(fitted.canonical_correlations_.dtype).endswith("float32")
     correlations = to_numpy(fitted.canonical_correlations_).astype(np.float64)
     assert_allclose(correlations, reference.canonical_correlations_, atol=5e-4)
     for expected in [reference, closed]:
         assert abs(correlations.sum() - expected.canonical_correlations_.sum()) < 1e-3
-    Z = fitted.transform(to_device(namespace, X))
+    Z = fitted.transform(to_xp(namespace, X))
     assert str(Z.dtype).endswith("float32") and Z.shape == (X.shape[0], 3)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
 def test_array_api_bad_input(namespace, dispatch):
     X = view_data(n_samples=400)
     modalities = {"a": slice(0, 8), "b": slice(8, 14)}
@@ -647,13 +576,13 @@ def test_array_api_bad_input(namespace, dispatch):
     missing = X.copy()
     missing[3, 8:] = np.nan
     with pytest.raises(ValueError, match="Missing modalities .* not supported yet"):
-        model.fit(to_device(namespace, missing))
+        model.fit(to_xp(namespace, missing))
     infinite = X.copy()
     infinite[5, 2] = -np.inf
     with pytest.raises(ValueError, match="infinity"):
-        model.fit(to_device(namespace, infinite))
+        model.fit(to_xp(namespace, infinite))
     with pytest.raises(ValueError, match="reg='auto'.*never forms"):
-        clone(model).set_params(reg="auto").fit(to_device(namespace, X))
+        clone(model).set_params(reg="auto").fit(to_xp(namespace, X))
     assert get_tags(model).array_api_support
 
 
@@ -661,7 +590,7 @@ def test_array_api_never_forms_a_features_by_features_matrix(dispatch, monkeypat
     """Two modalities of 2 500 features (wider than _WHITEN_MAX: Jacobi):
     a D x D float64 matrix would be 200 MB. array_api_strict arrays are
     numpy underneath, so tracemalloc sees them."""
-    xp = _xp_strict()
+    xp = pytest.importorskip("array_api_strict")
     monkeypatch.setattr(_problem, "_WHITEN_MAX", 2048)
     rng = np.random.default_rng(0)
     n, width = 300, 2500

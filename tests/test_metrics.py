@@ -6,8 +6,6 @@ torch on the CPU: a projection fitted in that namespace, scored on held-out
 rows of it.
 """
 
-from contextlib import nullcontext
-
 import numpy as np
 import pytest
 from sklearn import config_context
@@ -15,6 +13,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from xp_testing import dispatch_for, to_xp
 
 from skcrossmodal import SharedProjection
 from skcrossmodal.compose import make_modality_transformer
@@ -32,22 +31,6 @@ NAMESPACES = ["numpy", "array_api_strict", "torch"]
 def scipy_array_api_flag(monkeypatch):
     """scikit-learn dispatches only with SCIPY_ARRAY_API=1."""
     monkeypatch.setenv("SCIPY_ARRAY_API", "1")
-
-
-def to_xp(namespace, array):
-    if namespace == "numpy":
-        return np.asarray(array)
-    if namespace == "array_api_strict":
-        xps = pytest.importorskip("array_api_strict")
-        return xps.asarray(array, device=xps.Device("device1"))
-    torch = pytest.importorskip("torch")
-    return torch.asarray(array, device="cpu")
-
-
-def dispatch(namespace):
-    if namespace == "numpy":
-        return nullcontext()
-    return config_context(array_api_dispatch=True)
 
 
 # -- the brute force ------------------------------------------------------------------
@@ -224,7 +207,7 @@ def test_scorer_equals_brute_force_on_the_fold(namespace):
     scorer = make_retrieval_scorer(query_modality="text", gallery_modality="image")
     both = make_retrieval_scorer("recall_at_k", k=5)
     medr = make_retrieval_scorer("median_rank", relevance="pair")
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         if namespace != "numpy":
             model = clone(model).fit(to_xp(namespace, X[:200]))
         X_xp = to_xp(namespace, X_test)
@@ -261,7 +244,7 @@ def test_scorer_leaves_out_rows_missing_a_modality(namespace):
     scorer = make_retrieval_scorer(
         "recall_at_k", k=3, query_modality="text", gallery_modality="image"
     )
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         if namespace != "numpy":
             model = clone(model).fit(to_xp(namespace, X[:200]))
         assert scorer(model, to_xp(namespace, X_test)) == pytest.approx(expected[3])

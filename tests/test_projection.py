@@ -1,32 +1,31 @@
 """SharedProjection against independent computations done here with scipy/numpy."""
 
+import importlib.util
+import pickle
+import tracemalloc
+
 import numpy as np
 import pytest
+import sklearn
 from scipy import linalg, sparse
+from sklearn.base import clone
 from sklearn.covariance import LedoitWolf, ledoit_wolf_shrinkage
 from sklearn.cross_decomposition import CCA
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils import get_tags
+from xp_testing import (
+    ARRAY_API_NAMESPACES,
+    close,
+    namespace_of,
+    require,
+    to_numpy,
+    to_xp,
+)
 
-from skcrossmodal import SharedProjection
-
-
-def make_views(n=600, widths=(7, 5), n_latent=3, noise=1.0, offset=0.0, seed=0):
-    """Views sharing a latent signal; distinct correlations, so unique vectors."""
-    rng = np.random.default_rng(seed)
-    latent = rng.normal(size=(n, n_latent)) * np.linspace(2.0, 0.5, n_latent)
-    views = [
-        latent @ rng.normal(size=(n_latent, w))
-        + noise * rng.normal(size=(n, w))
-        + offset
-        for w in widths
-    ]
-    modalities = {}
-    start = 0
-    for position, w in enumerate(widths):
-        modalities[f"m{position}"] = slice(start, start + w)
-        start += w
-    return np.hstack(views), views, modalities
+from skcrossmodal import SharedProjection, _numpy_sums, _statistics
+from skcrossmodal._shared_space import SharedSpace
+from skcrossmodal._testing import correlated_views as make_views
 
 
 def covariance(a, b):
@@ -305,7 +304,7 @@ def pairwise_complete_covariance(x, y, x_present, y_present):
     return total / both.sum()
 
 
-def test_missing_modalities_use_every_informative_row():
+def test_missing_modalities_use_every_informative_row(namespace, dispatch):
     X, (x, y), modalities = make_views(n=300)
     x_present = np.ones(300, bool)
     y_present = np.ones(300, bool)
@@ -314,9 +313,10 @@ def test_missing_modalities_use_every_informative_row():
     X = X.copy()
     X[~x_present, :7] = np.nan
     X[~y_present, 7:] = np.nan
-    before = X.copy()
-    model = SharedProjection(2, modalities=modalities, reg=0.1).fit(X)
-    np.testing.assert_array_equal(X, before)  # input untouched
+    X_xp = to_xp(namespace, X)
+    model = SharedProjection(2, modalities=modalities, reg=0.1).fit(X_xp)
+    np.testing.assert_array_equal(to_numpy(X_xp), X)  # input untouched
+    assert_in_namespace_of(model, X_xp)
 
     cxx = pairwise_complete_covariance(x, x, x_present, x_present) + 0.1 * np.eye(7)
     cyy = pairwise_complete_covariance(y, y, y_present, y_present) + 0.1 * np.eye(5)
@@ -324,13 +324,17 @@ def test_missing_modalities_use_every_informative_row():
     wx = linalg.inv(linalg.sqrtm(cxx)).real
     wy = linalg.inv(linalg.sqrtm(cyy)).real
     s = linalg.svdvals(wx @ cxy @ wy)
-    np.testing.assert_allclose(model.canonical_correlations_, s[:2], rtol=1e-8)
-    np.testing.assert_allclose(model.means_["m0"], x[x_present].mean(0), rtol=1e-12)
+    np.testing.assert_allclose(
+        to_numpy(model.canonical_correlations_), s[:2], rtol=1e-8
+    )
+    means = {name: to_numpy(value) for name, value in model.means_.items()}
+    weights = {name: to_numpy(value) for name, value in model.weights_.items()}
+    np.testing.assert_allclose(means["m0"], x[x_present].mean(0), rtol=1e-12)
 
     # Transform: rows with one modality get that modality's projection.
-    Z = model.transform(X)
-    zx = (x - model.means_["m0"]) @ model.weights_["m0"]
-    zy = (y - model.means_["m1"]) @ model.weights_["m1"]
+    Z = to_numpy(model.transform(X_xp))
+    zx = (x - means["m0"]) @ weights["m0"]
+    zy = (y - means["m1"]) @ weights["m1"]
     np.testing.assert_allclose(Z[:40], zy[:40], rtol=1e-10)
     np.testing.assert_allclose(Z[40:100], zx[40:100], rtol=1e-10)
     np.testing.assert_allclose(Z[100:], (zx[100:] + zy[100:]) / 2, rtol=1e-10)
@@ -379,8 +383,6 @@ def test_missing_rows_anywhere_give_the_pairwise_complete_answer(
     shifted float64 copy of each chunk); a NaN in any chunk (first, middle,
     last) must still end in the pairwise-complete answer, however many
     chunks came before it."""
-    from skcrossmodal import _numpy_sums
-
     monkeypatch.setattr(_numpy_sums, "_CHUNK_BYTES", 1)  # 256 rows, the least
     X, (x, y), modalities = make_views(n=2000, offset=offset)
     X = X.astype(dtype)
@@ -657,3 +659,468 @@ def test_integer_sample_weight_equals_repeating_rows(missing):
             np.testing.assert_allclose(
                 model.weights_[name], expected.weights_[name], rtol=1e-8, atol=1e-10
             )
+
+
+# -- every array namespace -------------------------------------------------------
+#
+# The same estimator on numpy, array_api_strict (on its "device1", which
+# refuses any conversion to numpy, as a GPU would) and torch on the CPU, under
+# array_api_dispatch (the `namespace` and `dispatch` fixtures, conftest.py).
+# Each result is compared with the numpy fit of the same data, or with scipy
+# by hand.
+#
+# Tolerances, measured on the CASES below at n=2000 (largest error relative
+# to the array's largest entry, worst case over both array API namespaces):
+#
+# * float64 X: correlations 1.4e-15, weights 2.3e-14, transform 6.5e-15;
+#   tested at 1e-6.
+# * float32 X, float64 sums (CPU, CUDA: every device with float64): the sums
+#   are taken in float64 from the same float32 values the numpy path casts,
+#   so correlations 3.3e-15 and weights 2.8e-14 (tested at 1e-6); the
+#   float32 transform 3.0e-8 (tested at 1e-6).
+# * float32 sums, what a device without float64 (torch MPS) runs, simulated
+#   by forcing float32 accumulation: correlations 5.9e-7, weights 9.3e-6,
+#   transform 3.3e-6; tested at 1e-5 (correlations) and 1e-4 (weights).
+# * partial_fit, float64: against fit on all the batches and against numpy's
+#   partial_fit, correlations 1.8e-15, weights 2.8e-14 (tested at 1e-8 and
+#   1e-6); float32 sums: correlations 7.7e-7, weights 8.6e-6 (1e-5, 1e-4).
+
+
+def xp_data(n_samples=400, widths=(5, 4), seed=0, offset=0.0):
+    """Modalities sharing a latent with well-separated strengths, in
+    different units per modality (which exercises the equilibration)."""
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n_samples, 3)) * np.array([3.0, 1.5, 0.7])
+    blocks = [
+        latent @ rng.normal(size=(3, w)) + rng.normal(size=(n_samples, w))
+        for w in widths
+    ]
+    blocks = [block * 10.0**i for i, block in enumerate(blocks)]
+    return np.hstack(blocks) + offset
+
+
+def interleaved(widths):
+    """Modalities whose columns are interleaved, not contiguous."""
+    order = np.random.default_rng(1).permutation(sum(widths))
+    stops = np.cumsum(widths)
+    return {
+        f"m{i}": np.sort(order[stop - w : stop])
+        for i, (w, stop) in enumerate(zip(widths, stops))
+    }
+
+
+def contiguous(widths):
+    stops = np.cumsum(widths)
+    return {
+        f"m{i}": slice(stop - w, stop) for i, (w, stop) in enumerate(zip(widths, stops))
+    }
+
+
+def assert_in_namespace_of(model, X_xp):
+    for array in [
+        model.canonical_correlations_,
+        *model.weights_.values(),
+        *model.means_.values(),
+    ]:
+        assert namespace_of(array) == namespace_of(X_xp)
+        if namespace_of(X_xp) != "numpy":
+            assert array.device == X_xp.device
+
+
+CASES = [
+    # widths, reg, scale, layout
+    ((5, 4), 0.0, False, contiguous),
+    ((5, 4), 0.1, True, interleaved),
+    ((5, 4), {"m0": 0.5, "m1": 0.0}, False, interleaved),
+    ((4, 3, 5), 0.2, False, contiguous),
+    ((4, 3, 5), {"m0": 0.0, "m1": 1.0, "m2": 0.3}, True, interleaved),
+]
+
+
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
+@pytest.mark.parametrize("widths, reg, scale, layout", CASES)
+def test_every_namespace_fits_transforms_and_scores_as_numpy(
+    namespace, widths, reg, scale, layout, dispatch
+):
+    X = xp_data(widths=widths)
+    model = SharedProjection(2, modalities=layout(widths), reg=reg, scale=scale)
+    reference = clone(model).fit(X)
+    X_xp = to_xp(namespace, X)
+    fitted = clone(model).fit(X_xp)
+    assert_in_namespace_of(fitted, X_xp)
+    close(fitted.canonical_correlations_, reference.canonical_correlations_, 1e-6)
+    for name in reference.modalities_:
+        close(fitted.weights_[name], reference.weights_[name], 1e-6)
+        close(fitted.means_[name], reference.means_[name], 1e-6)
+        if scale:
+            close(fitted.scale_[name], reference.scale_[name], 1e-6)
+        else:
+            assert fitted.scale_[name] is None
+    for output in ["mean", "concat", *reference.modalities_]:
+        Z = fitted.set_params(output=output).transform(X_xp)
+        assert namespace_of(Z) == namespace and Z.dtype == X_xp.dtype
+        close(Z, reference.set_params(output=output).transform(X), 1e-6)
+    assert fitted.score(X_xp) == pytest.approx(reference.score(X), rel=1e-9)
+    assert fitted.n_samples_seen_ == X.shape[0]
+
+
+def test_every_namespace_keeps_float64_attributes_and_float32_outputs(
+    namespace, dispatch
+):
+    X_xp = to_xp(namespace, xp_data().astype(np.float32))
+    modalities = {"a": np.arange(5), "b": np.arange(5, 9)}
+    model = SharedProjection(2, modalities=modalities, reg=0.1).fit(X_xp)
+    assert_in_namespace_of(model, X_xp)
+    # Fitted quantities keep the accumulation dtype (float64 on the CPU), as
+    # the numpy path keeps float64 attributes for float32 X.
+    for array in [model.canonical_correlations_, *model.weights_.values()]:
+        assert str(array.dtype).endswith("float64")
+    Z = model.transform(X_xp)
+    assert namespace_of(Z) == namespace and str(Z.dtype).endswith("float32")
+    if namespace != "numpy":
+        assert Z.device == X_xp.device
+    assert Z.shape == (X_xp.shape[0], 2)
+
+
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
+@pytest.mark.parametrize("widths", [(5, 4), (4, 3, 5)])
+def test_every_namespace_float32_input_matches_numpy(namespace, widths, dispatch):
+    X = xp_data(widths=widths).astype(np.float32)
+    model = SharedProjection(2, modalities=interleaved(widths), reg=0.1)
+    reference = clone(model).fit(X)
+    X_xp = to_xp(namespace, X)
+    fitted = clone(model).fit(X_xp)
+    # Accumulated in float64 on the CPU, from the same float32 values.
+    close(fitted.canonical_correlations_, reference.canonical_correlations_, 1e-6)
+    for name in reference.modalities_:
+        close(fitted.weights_[name], reference.weights_[name], 1e-6)
+    for output in ["mean", "concat"]:
+        Z = fitted.set_params(output=output).transform(X_xp)
+        assert str(Z.dtype).endswith("float32")
+        close(Z, reference.set_params(output=output).transform(X), 1e-6)
+
+
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
+@pytest.mark.parametrize("streamed", [False, True], ids=["fit", "partial_fit"])
+def test_float32_accumulation_tolerance(namespace, streamed, dispatch, monkeypatch):
+    """A device without float64 (torch MPS) computes everything in float32."""
+    X = xp_data(n_samples=2000, widths=(6, 5)).astype(np.float32)
+    model = SharedProjection(2, modalities={"a": slice(0, 6), "b": slice(6, 11)})
+    model.set_params(reg=0.1)
+    reference, fitted = clone(model), clone(model)
+    batches = np.split(X, [3, 700, 1500]) if streamed else [X]
+    for batch in batches:
+        reference.partial_fit(batch)
+    monkeypatch.setattr(_statistics, "accumulation_dtype", lambda xp, dev: xp.float32)
+    for batch in batches:
+        fitted.partial_fit(to_xp(namespace, batch))
+    assert str(fitted.canonical_correlations_.dtype).endswith("float32")
+    close(fitted.canonical_correlations_, reference.canonical_correlations_, 1e-5)
+    for name in ["a", "b"]:
+        close(fitted.weights_[name], reference.weights_[name], 1e-4)
+
+
+def test_every_namespace_solves_the_generalised_eigenproblem(namespace, dispatch):
+    """The solution against scipy's eigh(C_reg, D) on a hand-made covariance."""
+    reg = 0.3
+    X = xp_data(widths=(4, 3, 5), seed=3)
+    modalities = {"a": np.arange(4), "b": np.arange(4, 7), "c": np.arange(7, 12)}
+    model = SharedProjection(2, modalities=modalities, reg=reg)
+    model.fit(to_xp(namespace, X))
+
+    centred = X - X.mean(axis=0)
+    regularised = centred.T @ centred / X.shape[0] + reg * np.eye(12)
+    diagonal = np.zeros_like(regularised)
+    for indices in modalities.values():
+        diagonal[np.ix_(indices, indices)] = regularised[np.ix_(indices, indices)]
+    values, vectors = linalg.eigh(regularised, diagonal)
+    values, vectors = values[::-1][:2], vectors[:, ::-1][:, :2] * np.sqrt(3)
+    # Signs: the largest entry of the first modality's block is positive in
+    # the equilibrated problem (each feature scaled to unit regularised
+    # variance), as _conventions.finish does.
+    first = vectors[:4] * np.sqrt(np.diag(regularised))[:4, None]
+    vectors *= np.sign(first[np.argmax(np.abs(first), axis=0), [0, 1]])
+
+    close(model.canonical_correlations_, (values - 1) / 2, 1e-9)
+    stacked = np.vstack([to_numpy(model.weights_[name]) for name in modalities])
+    close(stacked, vectors, 1e-8)
+    # The constraint W^T D W = M I of the stacked weights.
+    np.testing.assert_allclose(
+        stacked.T @ diagonal @ stacked, 3 * np.eye(2), atol=1e-10
+    )
+
+
+def test_every_namespace_keeps_the_digits_of_large_means_over_many_chunks(
+    namespace, dispatch, monkeypatch
+):
+    """The shift keeps the digits a mean of 1e6 would cost; chunks add up."""
+    X = xp_data(n_samples=3000, offset=1e6)
+    model = SharedProjection(2, modalities={"a": slice(0, 5), "b": slice(5, 9)})
+    model.set_params(reg=0.01)
+    reference = clone(model).fit(X)  # default chunks
+    # 256-row chunks (the floor) in every path: 12, the last one partial.
+    monkeypatch.setattr(_numpy_sums, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(_statistics, "_XP_CHUNK_BYTES", 1)
+    fitted = clone(model).fit(to_xp(namespace, X))
+    close(fitted.canonical_correlations_, reference.canonical_correlations_, 1e-6)
+    for name, columns in [("a", slice(0, 5)), ("b", slice(5, 9))]:
+        close(fitted.weights_[name], reference.weights_[name], 1e-6)
+        close(fitted.means_[name], X[:, columns].mean(axis=0), 1e-12)
+
+
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
+def test_the_projection_routine_takes_numpy_weights_for_array_api_input(namespace):
+    """The one projection (X_m - mu_m) W_m moves numpy weights to X's
+    namespace and device (the estimator itself refuses X of another
+    namespace than its fit's, as scikit-learn's estimators do)."""
+    X = xp_data()
+    reference = SharedProjection(2, modalities={"a": slice(0, 5), "b": slice(5, 9)})
+    reference.fit(X)
+    space = SharedSpace(
+        reference.modalities_,
+        reference.means_,
+        reference.weights_,
+        reference.canonical_correlations_,
+    )
+    X_xp = to_xp(namespace, X)
+    for output in ("mean", "concat", "a", "b"):
+        Z = space.combine(*space.project(X_xp), output)
+        assert namespace_of(Z) == namespace
+        close(Z, reference.set_params(output=output).transform(X), 1e-10)
+
+
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
+@pytest.mark.parametrize("streamed", [False, True], ids=["fit", "partial_fit"])
+def test_every_namespace_fits_missing_modalities_as_numpy(
+    namespace, streamed, dispatch
+):
+    """Missing modalities (a NaN block) in any namespace: the pairwise-complete
+    statistics numpy computes, on the device, and the same transform."""
+    X = xp_data(n_samples=600, widths=(5, 4), offset=20.0)
+    X[:50, :5] = np.nan
+    X[50:120, 5:] = np.nan
+    X[300:310, :5] = np.nan  # a missing block in a later chunk or batch
+    model = SharedProjection(2, modalities={"a": slice(0, 5), "b": slice(5, 9)})
+    model.set_params(reg=0.1, scale=True)
+    reference, fitted = clone(model), clone(model)
+    batches = np.split(X, [250, 251, 400]) if streamed else [X]
+    for batch in batches:
+        reference.partial_fit(batch)
+        fitted.partial_fit(to_xp(namespace, batch))
+    assert_in_namespace_of(fitted, to_xp(namespace, X))
+    assert fitted.n_samples_seen_ == reference.n_samples_seen_ == 600
+    close(fitted.canonical_correlations_, reference.canonical_correlations_, 1e-8)
+    for name in ["a", "b"]:
+        close(fitted.weights_[name], reference.weights_[name], 1e-8)
+        close(fitted.means_[name], reference.means_[name], 1e-12)
+        close(fitted.scale_[name], reference.scale_[name], 1e-12)
+    X_xp = to_xp(namespace, X)
+    for output in ("mean", "concat", "a", "b"):
+        close(
+            fitted.set_params(output=output).transform(X_xp),
+            reference.set_params(output=output).transform(X),
+            1e-8,
+        )
+    assert fitted.score(X_xp) == pytest.approx(reference.score(X), rel=1e-8)
+
+
+# numpy, under array_api_strict, warns about inf - inf before the check.
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_every_namespace_refuses_infinity(namespace, dispatch):
+    X = xp_data()
+    X[7, 2] = np.inf
+    model = SharedProjection(2, modalities={"a": slice(0, 5), "b": slice(5, 9)})
+    with pytest.raises(ValueError, match="infinity"):
+        model.fit(to_xp(namespace, X))
+
+
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
+def test_array_api_auto_reg_is_a_clear_error(namespace, dispatch):
+    model = SharedProjection(
+        2, modalities={"a": slice(0, 5), "b": slice(5, 9)}, reg={"a": "auto", "b": 0.0}
+    )
+    with pytest.raises(ValueError, match="numeric reg.*reg='auto'.*numpy"):
+        model.fit(to_xp(namespace, xp_data()))
+    assert not hasattr(model, "canonical_correlations_")
+
+
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
+def test_array_api_singular_block_without_ridge_is_a_clear_error(namespace, dispatch):
+    X = xp_data()
+    X[:, 1] = X[:, 0]  # modality "a" is rank deficient
+    model = SharedProjection(2, modalities={"a": slice(0, 5), "b": slice(5, 9)})
+    with pytest.raises(ValueError, match="'a'.*not positive definite.*reg > 0"):
+        clone(model).fit(to_xp(namespace, X))
+    # A ridge makes it positive definite, and the answer is numpy's again.
+    model.set_params(reg=0.5)
+    reference = clone(model).fit(X)
+    fitted = clone(model).fit(to_xp(namespace, X))
+    close(fitted.canonical_correlations_, reference.canonical_correlations_, 1e-6)
+
+
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
+@pytest.mark.parametrize("widths, reg, scale, layout", CASES[1:4])
+def test_every_namespace_partial_fit_equals_fit_and_numpy_partial_fit(
+    namespace, widths, reg, scale, layout, dispatch
+):
+    X = xp_data(n_samples=2000, widths=widths, offset=100.0)
+    model = SharedProjection(2, modalities=layout(widths), reg=reg, scale=scale)
+    # reg=0 needs more rows than features in the first batch (a Cholesky).
+    batches = np.split(X, [300, 301, 1200])
+    on_device = [to_xp(namespace, batch) for batch in batches]
+    streamed = clone(model)
+    for batch in on_device:
+        streamed.partial_fit(batch)
+    for batch, original in zip(on_device, batches):
+        np.testing.assert_array_equal(to_numpy(batch), original)  # not modified
+    assert_in_namespace_of(streamed, on_device[0])
+    assert streamed.n_samples_seen_ == 2000 and streamed.n_iter_ == 1
+
+    whole = clone(model).fit(to_xp(namespace, X))
+    numpy_streamed = clone(model)
+    for batch in batches:
+        numpy_streamed.partial_fit(batch)
+    close(
+        streamed.canonical_correlations_,
+        to_numpy(whole.canonical_correlations_),
+        1e-8,
+    )
+    close(
+        streamed.canonical_correlations_, numpy_streamed.canonical_correlations_, 1e-6
+    )
+    for name in streamed.modalities_:
+        close(streamed.weights_[name], to_numpy(whole.weights_[name]), 1e-8)
+        close(streamed.weights_[name], numpy_streamed.weights_[name], 1e-6)
+        close(streamed.means_[name], numpy_streamed.means_[name], 1e-12)
+    X_xp = to_xp(namespace, X)
+    close(streamed.transform(X_xp), numpy_streamed.transform(X), 1e-6)
+    assert streamed.score(X_xp) == pytest.approx(numpy_streamed.score(X), rel=1e-9)
+
+
+def test_every_namespace_partial_fit_and_pickle_continue_the_stream(
+    namespace, dispatch
+):
+    X = xp_data(n_samples=1200)
+    modalities = {"a": slice(0, 5), "b": slice(5, 9)}
+    model = SharedProjection(2, modalities=modalities, reg=0.1)
+    model.partial_fit(to_xp(namespace, X[:500]))
+    model.partial_fit(to_xp(namespace, X[500:900]))
+    restored = pickle.loads(pickle.dumps(model))
+    restored.partial_fit(to_xp(namespace, X[900:]))
+    with sklearn.config_context(array_api_dispatch=False):
+        expected = SharedProjection(2, modalities=modalities, reg=0.1).fit(X)
+    close(restored.canonical_correlations_, expected.canonical_correlations_, 1e-8)
+    assert restored.n_samples_seen_ == 1200
+    assert_in_namespace_of(restored, to_xp(namespace, X))
+    # A new fit starts a new stream, and keeps no sums.
+    model.fit(to_xp(namespace, X[:300]))
+    assert model.n_samples_seen_ == 300
+    assert not hasattr(model, "_accumulator")
+
+
+def test_partial_fit_rejects_a_batch_from_another_namespace_or_device(dispatch):
+    require("array_api_strict")
+    X = xp_data()
+    modalities = {"a": slice(0, 5), "b": slice(5, 9)}
+    on_device1 = SharedProjection(2, modalities=modalities, reg=0.1)
+    on_device1.partial_fit(to_xp("array_api_strict", X[:200]))
+    expected = clone(on_device1).fit(X[:200]).canonical_correlations_
+    match = "partial_fit got X .* earlier batches were array_api_strict arrays"
+    # numpy; array_api_strict on its default device; torch where installed.
+    others = [X[200:], to_xp("array_api_strict", X[200:], default_device=True)]
+    if importlib.util.find_spec("torch") is not None:  # a test-only extra
+        others.append(to_xp("torch", X[200:]))
+    for other in others:
+        with pytest.raises(ValueError, match=match):
+            on_device1.partial_fit(other)
+    # The refused batches added nothing.
+    assert on_device1.n_samples_seen_ == 200
+    close(on_device1.canonical_correlations_, expected, 1e-12)
+    # Without dispatch an array API batch reaches partial_fit as numpy.
+    with (
+        sklearn.config_context(array_api_dispatch=False),
+        pytest.raises(ValueError, match=match),
+    ):
+        on_device1.partial_fit(others[1])
+
+    numpy_first = SharedProjection(2, modalities=modalities, reg=0.1)
+    numpy_first.partial_fit(X[:200])
+    with pytest.raises(ValueError, match="partial_fit got an array API batch"):
+        numpy_first.partial_fit(to_xp("array_api_strict", X[200:]))
+    assert numpy_first.n_samples_seen_ == 200
+
+
+def test_every_namespace_partial_fit_refuses_bad_batches_atomically(
+    namespace, dispatch
+):
+    X = xp_data(n_samples=600)
+    X[400, 5:] = np.nan  # a missing modality: accepted, pairwise complete
+    modalities = {"a": slice(0, 5), "b": slice(5, 9)}
+    model = SharedProjection(2, modalities=modalities, reg=0.1)
+    model.partial_fit(to_xp(namespace, X[:300]))
+    bad = X[300:].copy()
+    bad[20, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        model.partial_fit(to_xp(namespace, bad))
+    # A refused batch adds nothing: the stream goes on as if never sent.
+    model.partial_fit(to_xp(namespace, X[300:]))
+    with sklearn.config_context(array_api_dispatch=False):
+        expected = SharedProjection(2, modalities=modalities, reg=0.1).fit(X)
+    close(model.canonical_correlations_, expected.canonical_correlations_, 1e-8)
+    with pytest.raises(ValueError, match="X has 8 features"):
+        model.partial_fit(to_xp(namespace, X[:, :8]))
+    if namespace != "numpy":
+        auto = SharedProjection(2, modalities=modalities, reg={"a": "auto", "b": 0.1})
+        with pytest.raises(ValueError, match="numeric reg.*reg='auto'"):
+            auto.partial_fit(to_xp(namespace, X))
+        assert not hasattr(auto, "canonical_correlations_")
+
+
+def test_array_api_partial_fit_memory_does_not_grow_with_rows(dispatch):
+    """O(D^2 + batch): array_api_strict arrays are numpy underneath, so
+    tracemalloc sees them."""
+    require("array_api_strict")
+
+    def peak(n_batches, batch_rows=2000, width=40):
+        rng = np.random.default_rng(0)
+        mixing = rng.normal(size=(width, width))
+        model = SharedProjection(
+            2, modalities={"a": slice(0, width), "b": slice(width, 2 * width)}
+        )
+        tracemalloc.start()
+        for _ in range(n_batches):
+            a = rng.normal(size=(batch_rows, width))
+            batch = np.hstack([a, a @ mixing + rng.normal(size=a.shape)])
+            model.partial_fit(to_xp("array_api_strict", batch, default_device=True))
+            del a, batch
+        _, result = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return result
+
+    short, long = peak(2), peak(20)
+    assert long < 1.25 * short
+    assert long < 10 * 2000 * 80 * 8
+
+
+def test_array_api_support_tags():
+    modalities = {"a": slice(0, 2), "b": slice(2, 4)}
+    for solver in ["auto", "svd", "eigh", "gradient"]:
+        model = SharedProjection(modalities=modalities, solver=solver, reg=0.1)
+        assert get_tags(model).array_api_support
+    for reg in ["auto", {"a": "auto", "b": 0.1}]:
+        model = SharedProjection(modalities=modalities, reg=reg)
+        assert not get_tags(model).array_api_support
+
+
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
+def test_array_api_partial_fit_singular_first_batch_keeps_its_rows(namespace, dispatch):
+    """reg=0 and fewer rows than features: the Cholesky reduction refuses,
+    the rows are kept, and the next batch makes the stream solvable."""
+    X = xp_data(n_samples=600)
+    modalities = {"a": slice(0, 5), "b": slice(5, 9)}
+    model = SharedProjection(2, modalities=modalities)
+    with pytest.raises(ValueError, match="not positive definite.*rows were added"):
+        model.partial_fit(to_xp(namespace, X[:3]))
+    model.partial_fit(to_xp(namespace, X[3:]))
+    expected = clone(model).fit(X)
+    close(model.canonical_correlations_, expected.canonical_correlations_, 1e-8)

@@ -8,7 +8,6 @@ force computed independently with numpy/scipy on the host.
 
 import math
 import tracemalloc
-from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -20,6 +19,13 @@ from sklearn.base import clone
 from sklearn.kernel_approximation import Nystroem, RBFSampler
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from xp_testing import (
+    ARRAY_API_NAMESPACES,
+    dispatch_for,
+    namespace_of,
+    to_numpy,
+    to_xp,
+)
 
 from skcrossmodal import SharedProjection, retrieval
 from skcrossmodal.compose import make_modality_transformer
@@ -32,51 +38,16 @@ from skcrossmodal.retrieval import (
     rank_embeddings,
 )
 
-NAMESPACES = ["numpy", "array_api_strict", "torch"]
-
-
-@pytest.fixture(autouse=True)
-def scipy_array_api_flag(monkeypatch):
-    """scikit-learn dispatches only with SCIPY_ARRAY_API=1; nothing here calls
-    scipy on array API arrays (array_api_strict's device1 would refuse)."""
-    monkeypatch.setenv("SCIPY_ARRAY_API", "1")
-
-
-def to_xp(namespace, array):
-    if namespace == "numpy":
-        return np.asarray(array)
-    if namespace == "array_api_strict":
-        xps = pytest.importorskip("array_api_strict")
-        return xps.asarray(array, device=xps.Device("device1"))
-    torch = pytest.importorskip("torch")
-    return torch.asarray(array, device="cpu")
-
-
-def to_numpy(array):
-    if hasattr(array, "cpu"):
-        return array.cpu().numpy()
-    if type(array).__module__.startswith("array_api_strict"):
-        import array_api_strict
-
-        return np.asarray(array.to_device(array_api_strict.Device("CPU_DEVICE")))
-    return np.asarray(array)
-
-
-def namespace_of(array):
-    return type(array).__module__.split(".")[0]
-
-
-def dispatch(namespace):
-    """array_api_dispatch on for the array API namespaces."""
-    if namespace == "numpy":
-        return nullcontext()
-    return config_context(array_api_dispatch=True)
+# SCIPY_ARRAY_API=1 for scikit-learn's dispatch check (conftest.py); nothing
+# here calls scipy on array API arrays (array_api_strict's device1 would
+# refuse).
+pytestmark = pytest.mark.usefixtures("scipy_array_api_flag")
 
 
 def rank_in(namespace, Z_query, Z_gallery, **params):
     """rank_embeddings in ``namespace``; results checked to stay there."""
     Zq, Zg = to_xp(namespace, Z_query), to_xp(namespace, Z_gallery)
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         result = rank_embeddings(Zq, Zg, **params)
     distances, indices = (
         result if params.get("return_distance", True) else (None, result)
@@ -106,7 +77,6 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(retrieval, "_GALLERY_CHUNK", 7)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("k", [1, 3, 10, 60])
 @pytest.mark.parametrize("batch_size", [None, 1, 4])
@@ -138,7 +108,6 @@ def exact_vectors(rng, n, d):
     return Z
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("k", [1, 2, 5, 40])
 def test_ties_rank_by_gallery_index(namespace, metric, k, small_chunks):
@@ -153,7 +122,6 @@ def test_ties_rank_by_gallery_index(namespace, metric, k, small_chunks):
     np.testing.assert_array_equal(indices, expected)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("k", [1, 4])
 def test_gallery_in_worst_first_order(namespace, k, small_chunks):
     """Every chunk beats the kept top-k: the many-survivors path and merges."""
@@ -168,7 +136,6 @@ def test_gallery_in_worst_first_order(namespace, k, small_chunks):
     np.testing.assert_allclose(distances, expected_distances, atol=1e-12)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_full_ranking_and_indices_only(namespace):
     rng = np.random.default_rng(1)
     Z_query, Z_gallery = rng.normal(size=(9, 3)), rng.normal(size=(13, 3))
@@ -178,7 +145,6 @@ def test_full_ranking_and_indices_only(namespace):
     )
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_float32_embeddings(namespace, metric):
     rng = np.random.default_rng(2)
@@ -196,7 +162,6 @@ def test_float32_embeddings(namespace, metric):
     np.testing.assert_allclose(distances, expected_distances, atol=1e-5)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_zero_vectors_have_cosine_zero(namespace):
     distances, indices = rank_in(
         namespace, np.array([[1.0, 0.0]]), np.array([[0.0, 0.0], [-1.0, 0.0]]), k=2
@@ -205,10 +170,9 @@ def test_zero_vectors_have_cosine_zero(namespace):
     np.testing.assert_allclose(distances, [[1.0, 2.0]])
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_rank_embeddings_errors(namespace):
     ones = to_xp(namespace, np.ones((3, 2)))
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         with pytest.raises(ValueError, match="larger than the gallery"):
             rank_embeddings(ones[:2, :], ones, k=4)
         with pytest.raises(ValueError, match="same space"):
@@ -299,7 +263,6 @@ def test_ranking_is_scale_free_against_brute_force(metric, data, exponent, k):
             np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("scale", [1e-161, 1e-300, 1e200, 1e300])
 def test_extreme_magnitudes_rank_as_unit_ones(namespace, metric, scale):
@@ -316,7 +279,6 @@ def test_extreme_magnitudes_rank_as_unit_ones(namespace, metric, scale):
     np.testing.assert_allclose(distances, expected_distances, rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("scale", [1e-30, 1e30])
 def test_float32_extreme_magnitudes(namespace, metric, scale):
@@ -340,7 +302,6 @@ def test_float32_extreme_magnitudes(namespace, metric, scale):
     np.testing.assert_allclose(distances, expected_distances, rtol=0, atol=tolerance)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_cosine_zero_is_judged_against_the_datas_scale(namespace):
     rng = np.random.default_rng(8)
     Z_gallery = rng.normal(size=(10, 3))
@@ -358,7 +319,6 @@ def test_cosine_zero_is_judged_against_the_datas_scale(namespace):
     )
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_what_float64_cannot_hold_is_refused(namespace):
     # Tiny rows on both sides next to a row of 1: their squared distances
     # underflow, float64 cannot rank them among themselves.
@@ -443,13 +403,12 @@ def by_hand(model, X, name, columns):
     return (X[:, columns] - model.means_[name]) @ model.weights_[name]
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_embed_is_the_modality_projection_and_leaves_the_model_alone(namespace):
     X, _, modalities = make_paired()
     X_missing = X.copy()
     X_missing[:10, 6:] = np.nan  # image missing
     X_missing[10:15, :6] = np.nan  # text missing: no matter for "image"
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         model = SharedProjection(n_components=3, modalities=modalities).fit(
             to_xp(namespace, X)
         )
@@ -479,14 +438,13 @@ def test_embed_is_the_modality_projection_and_leaves_the_model_alone(namespace):
             embed(model, X, "text")
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_rank_through_a_projection(namespace, metric):
     X, _, modalities = make_paired()
     model = SharedProjection(n_components=3, modalities=modalities).fit(X[:150])
     texts, images = X[150:200].copy(), X[200:]
     texts[:4, 6:] = np.nan  # the gallery modality may be missing on queries
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         fitted = (
             model
             if namespace == "numpy"
@@ -512,13 +470,12 @@ def test_rank_through_a_projection(namespace, metric):
     np.testing.assert_allclose(to_numpy(distances), expected_distances, atol=1e-10)
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_rank_requires_the_modality_on_every_row(namespace):
     X, _, modalities = make_paired()
     X_missing = X.copy()
     X_missing[3, :6] = np.nan
     X_missing[7, :6] = np.nan
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         model = SharedProjection(modalities=modalities).fit(to_xp(namespace, X))
         with pytest.raises(ValueError, match="Row 3 of X_query does not carry.*2 such"):
             rank(
@@ -537,7 +494,6 @@ def test_rank_requires_the_modality_on_every_row(namespace):
             )
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_evaluate_retrieval_equals_the_metrics_on_the_full_matrix(namespace):
     X, y, modalities = make_paired()
     model = SharedProjection(n_components=3, modalities=modalities).fit(X[:150])
@@ -551,7 +507,7 @@ def test_evaluate_retrieval_equals_the_metrics_on_the_full_matrix(namespace):
         "recall@10": recall_at_k(y_test, y_test, similarity, k=10),
         "median_rank": median_rank(y_test, y_test, similarity),
     }
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         if namespace != "numpy":
             model = clone(model).fit(to_xp(namespace, X[:150]))
         X_test = to_xp(namespace, X_test)
@@ -581,7 +537,6 @@ def test_evaluate_retrieval_equals_the_metrics_on_the_full_matrix(namespace):
             )
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("labels", ["int", "str", "device", "paired"])
 def test_evaluate_embeddings_equals_the_metrics(namespace, metric, labels):
@@ -609,7 +564,7 @@ def test_evaluate_embeddings_equals_the_metrics(namespace, metric, labels):
         y_query, y_gallery = to_xp(namespace, y_query), to_xp(namespace, y_gallery)
     Zq, Zg = to_xp(namespace, Z_query), to_xp(namespace, Z_gallery)
     for batch_size in (None, 7):
-        with dispatch(namespace):
+        with dispatch_for(namespace):
             result = evaluate_embeddings(
                 Zq,
                 Zg,
@@ -625,7 +580,6 @@ def test_evaluate_embeddings_equals_the_metrics(namespace, metric, labels):
             assert result[key] == pytest.approx(value, rel=1e-12), key
 
 
-@pytest.mark.parametrize("namespace", NAMESPACES)
 def test_average_precision_by_hand(namespace):
     """One query, ties included: AP = mean of precision at each relevant rank."""
     Z_query = np.array([[1.0, 0.0]])
@@ -635,7 +589,7 @@ def test_average_precision_by_hand(namespace):
     y_query, y_gallery = np.array([1]), np.array([0, 1, 1, 0, 1])
     # Relevant items 2, 1, 4 at ranks 2, 3, 4: precisions 1/2, 2/3, 3/4.
     expected_ap = (1 / 2 + 2 / 3 + 3 / 4) / 3
-    with dispatch(namespace):
+    with dispatch_for(namespace):
         result = evaluate_embeddings(
             to_xp(namespace, Z_query),
             to_xp(namespace, Z_gallery),
@@ -655,7 +609,7 @@ def test_average_precision_by_hand(namespace):
     )
 
 
-@pytest.mark.parametrize("namespace", ["array_api_strict", "torch"])
+@pytest.mark.parametrize("namespace", ARRAY_API_NAMESPACES, indirect=True)
 def test_labels_must_all_be_on_the_host_or_on_the_device(namespace):
     Z = to_xp(namespace, np.eye(3))
     with config_context(array_api_dispatch=True):

@@ -13,26 +13,14 @@ import pytest
 from scipy import sparse
 
 from skcrossmodal import SharedProjection
+from skcrossmodal._testing import correlated_views
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
 
 
-def make_views(n=600, widths=(7, 5), n_latent=3, noise=1.0, offset=0.0, seed=0):
-    """Views sharing a latent signal of distinct strengths."""
-    rng = np.random.default_rng(seed)
-    latent = rng.normal(size=(n, n_latent)) * np.linspace(2.0, 0.5, n_latent)
-    views = [
-        latent @ rng.normal(size=(n_latent, w))
-        + noise * rng.normal(size=(n, w))
-        + offset
-        for w in widths
-    ]
-    modalities = {}
-    start = 0
-    for position, w in enumerate(widths):
-        modalities[f"m{position}"] = slice(start, start + w)
-        start += w
-    return np.hstack(views), modalities
+def make_views(*args, **kwargs):
+    X, _, modalities = correlated_views(*args, **kwargs)
+    return X, modalities
 
 
 # -- partial_fit ------------------------------------------------------------------

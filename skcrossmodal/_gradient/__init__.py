@@ -59,11 +59,11 @@ from numbers import Real
 
 import numpy as np
 from sklearn.utils import check_random_state
-from threadpoolctl import threadpool_limits
 
 from .._closed_form import check_reg, is_auto, reg_values
 from .._shared_space import SharedSpace
 from .._statistics import check_pair_counts
+from .._threads import one_blas_thread
 from ._optim import Adam, GradientResult, auto_batch, train, working_width
 from ._problem import Problem
 from ._rows import Rows
@@ -257,7 +257,9 @@ random_state, early_stopping, validation_fraction, n_iter_no_change, verbose
     # Every BLAS call from here on is skinny (q <= 20 columns) and memory
     # bound; more threads only add synchronisation, which on a busy machine
     # cost 5-20x (as scikit-learn's KMeans, one BLAS thread in the loop).
-    with threadpool_limits(limits=1, user_api="blas"):
+    # The shared, counted limit: a plain threadpool_limits here left the
+    # process at one BLAS thread after concurrent fits in threads.
+    with one_blas_thread():
         return train(
             problem,
             data,

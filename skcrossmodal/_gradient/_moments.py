@@ -3,8 +3,7 @@
 The solver needs covariances twice: of each narrow modality once (for its
 whitener), and of the ``M q`` projections after every epoch (for the small
 closed form on their span). Both come from :func:`covariance_accumulator`,
-the only place that names an accumulator class: switching to another
-accumulator changes that function alone.
+the one accumulator of :mod:`.._statistics`, as ``fit`` uses.
 """
 
 from __future__ import annotations
@@ -12,29 +11,46 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from .. import _array_api
+from .._modalities import raise_infinite
 from .._namespace import to_numpy
 from .._statistics import CovarianceAccumulator
 
 
-def covariance_accumulator(on_host, modalities):
+def covariance_accumulator(modalities):
     """Sums for the covariance of dense rows (stacked columns), with
     ``update(rows)``, ``n_samples_seen`` and ``finalize().covariance``.
 
     ``modalities`` maps a name to its columns in the rows given to
-    ``update``. On the host (numpy rows) a NaN block marks a modality
-    missing in a row and the covariance is pairwise complete; array API
-    rows must be complete.
+    ``update``; a NaN block marks a modality missing in a row and the
+    covariance is pairwise complete (the rows of array API X are complete:
+    see :func:`raise_non_finite_array_api`).
     """
-    if on_host:
-        n_columns = sum(len(indices) for indices in modalities.values())
-        return CovarianceAccumulator(modalities, n_columns)
-    return _array_api.ArrayAPIAccumulator(modalities)
+    n_columns = sum(len(indices) for indices in modalities.values())
+    return CovarianceAccumulator(modalities, n_columns)
 
 
-def raise_non_finite_array_api(xp, X, modalities):
-    """The closed form's error for NaN or infinity in array API X."""
-    _array_api._raise_non_finite(xp, X, modalities)
+def raise_non_finite_array_api(xp, X):
+    """The gradient solver's error for NaN or infinity in array API X.
+
+    Its device rows keep no presence masks (one per batch would cost a
+    device sync): a missing modality is refused there, unlike numpy rows
+    and unlike the closed form, which sums array API rows pairwise complete.
+    """
+    if bool(xp.any(xp.isinf(X))):
+        raise_infinite()
+    if bool(xp.any(xp.isnan(X))):
+        raise ValueError(
+            "X contains NaN. Missing modalities (a modality block of NaN in a "
+            "row) are not supported yet by the gradient solver for array API "
+            f"inputs ({xp.__name__}); only complete data is. Use "
+            "SharedProjection (closed form), which uses every row for every "
+            "statistic it can inform in any namespace, fit on the rows that "
+            "carry every modality, or convert X to a numpy array."
+        )
+    raise ValueError(
+        "The sums over X overflowed: its values are too large for the "
+        "accumulation dtype. Rescale X (e.g. StandardScaler) first."
+    )
 
 
 class Moments:
@@ -79,7 +95,7 @@ def first_pass(data, rows, whiten):
     mean = [data.to_device(np.zeros(w)) for w in data.widths]
     squares = [data.to_device(np.zeros(w)) for w in data.widths]
     accumulators = [
-        covariance_accumulator(data.on_host, {"m": np.arange(w)}) if small else None
+        covariance_accumulator({"m": np.arange(w)}) if small else None
         for w, small in zip(data.widths, whiten)
     ]
     for chunk in data.chunks(rows):

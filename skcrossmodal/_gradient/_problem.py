@@ -270,7 +270,7 @@ class Problem:
         projected = {
             f"m{m}": np.arange(m * k, (m + 1) * k) for m in range(n_modalities)
         }
-        accumulator = covariance_accumulator(data.on_host, projected)
+        accumulator = covariance_accumulator(projected)
         offsets = [self.mean[block] @ e for block, e in zip(self.blocks, E)]
         for chunk in data.chunks(rows):
             X_blocks, present = data.get(chunk)

@@ -126,7 +126,7 @@ class Rows:
             finite = ok if finite is None else finite & ok
         if not bool(finite):
             # NaN (a missing modality: not supported here) or infinity.
-            raise_non_finite_array_api(xp, X, self.modalities)
+            raise_non_finite_array_api(xp, X)
         self.present = np.ones((self.n_rows, len(self.widths)), dtype=bool)
         # Each modality's columns: a slice when contiguous, else indices
         # copied to the device once (a copy per batch would wait for it).

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.base import (
     BaseEstimator,
     clone,
+    is_classifier,
 )
 from sklearn.model_selection import check_cv, cross_val_predict
 from sklearn.utils import get_tags
@@ -21,6 +22,7 @@ from sklearn.utils.validation import (
 )
 
 from .._base import VersionedPickleMixin
+from .._transfer_checks import refuse_missing_labels
 from ._base import ModalInputMixin, error_context, modality_context, refuse_array_api
 from ._utils import block_rows, check_weights, row_coefficients
 
@@ -34,7 +36,24 @@ def _fit_one(name, estimator, X, y, sample_weight):
 
 
 class _BaseLateFusion(VersionedPickleMixin, ModalInputMixin, BaseEstimator):
-    """Shared fit logic: one estimator per modality on its own columns."""
+    """Shared fit logic: one estimator per modality on its own columns.
+
+    As scikit-learn's ``_BaseVoting`` and ``_BaseStacking``, the base holds
+    all the work; a subclass holds its ``__init__`` (the default of
+    ``method`` differs, and ``get_params`` reads the subclass's signature),
+    its documented ``fit`` / ``predict`` and these hooks:
+
+    - ``_stack_method``: what is called on every per-modality estimator and
+      on ``final_estimator``; ``_method_hint``: how to get an estimator that
+      has it;
+    - ``_default_estimator()``, ``_default_final_estimator()``;
+    - ``_prepare_y(y)`` -> (y, classes or None);
+    - ``_missing_fill(classes, y_m, w_m)``: a missing modality's output;
+    - ``_encode(classes, values, seen)``: one estimator's output as a 2-D
+      float array (columns in ``classes`` order, ``seen`` being the classes
+      the estimator saw, None for a regressor);
+    - ``_output_shape_tail(classes)``, ``_trim_meta(classes, values)``.
+    """
 
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit"]), dict, None],
@@ -92,14 +111,23 @@ class _BaseLateFusion(VersionedPickleMixin, ModalInputMixin, BaseEstimator):
             if self.final_estimator is None
             else clone(self.final_estimator)
         )
-        if not hasattr(final, self._final_method):
+        if not hasattr(final, self._stack_method):
             raise ValueError(
                 f"`final_estimator` ({type(final).__name__}) has no "
-                f"{self._final_method}, which {type(self).__name__}"
-                f"(method='stacking') calls on it to predict. "
-                + self._final_method_hint
+                f"{self._stack_method}, which {type(self).__name__}"
+                f"(method='stacking') calls on it to predict. " + self._method_hint
             )
         return final
+
+    def _check_base_estimators(self, bases):
+        """Every per-modality estimator must have ``_stack_method``."""
+        for name, est in bases.items():
+            if not hasattr(est, self._stack_method):
+                raise ValueError(
+                    f"The estimator for modality {name!r} "
+                    f"({type(est).__name__}) has no {self._stack_method}, which "
+                    "late fusion calls for both methods. " + self._method_hint
+                )
 
     def _check_sample_weight_support(self, estimators, sample_weight):
         """Every estimator that sample_weight goes to must accept it."""
@@ -128,6 +156,9 @@ class _BaseLateFusion(VersionedPickleMixin, ModalInputMixin, BaseEstimator):
                 "y is None."
             )
         X, present = self._validate_blocks(X, reset=True)
+        if self._is_classifier():
+            # pd.NA would otherwise fail as "boolean value of NA is ambiguous".
+            refuse_missing_labels(self, y)
         y = _check_y(y, estimator=self)
         if y.shape[0] != X.shape[0]:
             raise ValueError(
@@ -178,7 +209,7 @@ class _BaseLateFusion(VersionedPickleMixin, ModalInputMixin, BaseEstimator):
             columns = []
             for position, name in enumerate(names):
                 X_m, y_m, w_m = subset(position)
-                cv = check_cv(self.cv, y_m, classifier=self._is_classifier())
+                cv = check_cv(self.cv, y_m, classifier=is_classifier(self))
                 params = None if w_m is None else {"sample_weight": w_m}
                 with modality_context(name, bases[name], "cross_val_predict"):
                     out_of_fold = cross_val_predict(
@@ -192,7 +223,9 @@ class _BaseLateFusion(VersionedPickleMixin, ModalInputMixin, BaseEstimator):
                     )
                 rows = present[:, position]
                 full = np.empty((X.shape[0],) + self._output_shape_tail(classes))
-                full[rows] = self._encode_out_of_fold(classes, out_of_fold, y_m)
+                # cross_val_predict orders columns by np.unique(y_m).
+                seen = np.unique(y_m) if classes is not None else None
+                full[rows] = self._encode(classes, out_of_fold, seen)
                 columns.append(self._meta_block(classes, fills[name], full, rows))
             with error_context(
                 f"The final_estimator ({type(final).__name__}) failed in fit"
@@ -202,7 +235,8 @@ class _BaseLateFusion(VersionedPickleMixin, ModalInputMixin, BaseEstimator):
                     if sample_weight is None
                     else final.fit(np.hstack(columns), y, sample_weight=sample_weight)
                 )
-        self._set_classes(classes)
+        if classes is not None:
+            self.classes_ = classes
         self.weights_ = dict(zip(names, weights.tolist()))
         self.estimators_ = dict(zip(names, fitted))
         self._fill_ = fills
@@ -217,6 +251,7 @@ class _BaseLateFusion(VersionedPickleMixin, ModalInputMixin, BaseEstimator):
         check_is_fitted(self)
         refuse_array_api(self, X)
         X, present = self._validate_blocks(X, reset=False)
+        classes = getattr(self, "classes_", None)
         outputs = []
         for position, (name, cols) in enumerate(self.modalities_.items()):
             rows = present[:, position]
@@ -226,7 +261,8 @@ class _BaseLateFusion(VersionedPickleMixin, ModalInputMixin, BaseEstimator):
                     out = getattr(estimator, self._stack_method)(
                         block_rows(X, cols, rows)
                     )
-                outputs.append(self._encode_fitted(name, out))
+                seen = getattr(estimator, "classes_", None)
+                outputs.append(self._encode(classes, out, seen))
             else:
                 outputs.append(None)
         return outputs, present

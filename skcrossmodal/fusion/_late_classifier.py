@@ -129,8 +129,7 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
     }
 
     _stack_method = "predict_proba"
-    _final_method = "predict_proba"
-    _final_method_hint = (
+    _method_hint = (
         "Use a probabilistic classifier (the default LogisticRegression, "
         "SVC(probability=True), ...) or wrap it in CalibratedClassifierCV."
     )
@@ -222,27 +221,9 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
     def _default_final_estimator():
         return LogisticRegression()
 
-    @staticmethod
-    def _is_classifier():
-        return True
-
     def _prepare_y(self, y):
         check_classification_targets(y)
         return y, np.unique(y)
-
-    def _set_classes(self, classes):
-        self.classes_ = classes
-
-    def _check_base_estimators(self, bases):
-        for name, est in bases.items():
-            if not hasattr(est, "predict_proba"):
-                raise ValueError(
-                    f"The estimator for modality {name!r} "
-                    f"({type(est).__name__}) has no predict_proba, which late "
-                    "fusion needs for both methods. Use a probabilistic "
-                    "classifier, e.g. SVC(probability=True) or wrap it in "
-                    "CalibratedClassifierCV."
-                )
 
     @staticmethod
     def _missing_fill(classes, y_m, w_m):
@@ -255,13 +236,9 @@ class LateFusionClassifier(ClassifierMixin, _BaseLateFusion):
         )
         return counts / counts.sum()
 
-    def _encode_fitted(self, name, proba):
-        return _align_classes(self.classes_, self.estimators_[name].classes_, proba)
-
     @staticmethod
-    def _encode_out_of_fold(classes, proba, y_m):
-        # cross_val_predict orders columns by np.unique(y_m).
-        return _align_classes(classes, np.unique(y_m), proba)
+    def _encode(classes, proba, seen):
+        return _align_classes(classes, seen, proba)
 
     @staticmethod
     def _output_shape_tail(classes):

@@ -101,8 +101,7 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
     }
 
     _stack_method = "predict"
-    _final_method = "predict"
-    _final_method_hint = "Use a regressor."
+    _method_hint = "Use a regressor."
 
     def __init__(
         self,
@@ -143,7 +142,7 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
         -------
         self : LateFusionRegressor
         """
-        super()._fit_late(X, y, sample_weight)
+        self._fit_late(X, y, sample_weight)
         self.target_means_ = {name: float(v[0]) for name, v in self._fill_.items()}
         return self
 
@@ -175,35 +174,15 @@ class LateFusionRegressor(RegressorMixin, _BaseLateFusion):
         return RidgeCV()
 
     @staticmethod
-    def _is_classifier():
-        return False
-
-    @staticmethod
     def _prepare_y(y):
         return np.asarray(y, dtype=np.float64), None
-
-    def _set_classes(self, classes):
-        pass
-
-    @staticmethod
-    def _check_base_estimators(bases):
-        for name, est in bases.items():
-            if not hasattr(est, "predict"):
-                raise ValueError(
-                    f"The estimator for modality {name!r} "
-                    f"({type(est).__name__}) has no predict, which late fusion "
-                    "calls for both methods. Use a regressor."
-                )
 
     @staticmethod
     def _missing_fill(classes, y_m, w_m):
         return np.array([np.average(y_m, weights=w_m)])
 
-    def _encode_fitted(self, name, prediction):
-        return np.asarray(prediction, dtype=np.float64).reshape(-1, 1)
-
     @staticmethod
-    def _encode_out_of_fold(classes, prediction, y_m):
+    def _encode(classes, prediction, seen):
         return np.asarray(prediction, dtype=np.float64).reshape(-1, 1)
 
     @staticmethod

@@ -115,6 +115,12 @@ class WeightedFusion(
         that the squares PCA forms would leave the dtype's range; the block
         is multiplied by it before its PCA and the projection divided by it
         after, which is exact. Only with ``align="pca"``.
+    input_shifts_ : dict of str -> ndarray or None
+        The column means (after ``input_scales_``) subtracted from each
+        dense block before its PCA, at fit and transform, so that a large
+        offset (1e8 + signal) cannot cancel the covariance's digits; None
+        for a sparse block (its PCA centres implicitly). Only with
+        ``align="pca"``.
     shared_projection_ : SharedProjection
         The fitted shared projection. Only with ``align="shared"``.
     n_features_in_ : int
@@ -236,7 +242,7 @@ class WeightedFusion(
         # Everything is computed before anything is set: a fit that fails
         # leaves a previous fit's alignment in place.
         if self.align == "pca":
-            self.aligners_, self.input_scales_ = self._fit_pca(
+            self.aligners_, self.input_scales_, self.input_shifts_ = self._fit_pca(
                 X, present, n_features_out
             )
         elif self.align == "shared":
@@ -328,8 +334,20 @@ class WeightedFusion(
         return space
 
     def _fit_pca(self, X, present, n_components):
-        """A PCA per modality on the rows that carry it, and its input scale."""
-        aligners, scales = {}, {}
+        """A PCA per modality on the rows that carry it, its input scale and
+        shift.
+
+        scikit-learn's PCA centres by subtracting ``n mean mean^T`` from the
+        Gram matrix when it picks its "covariance_eigh" solver (tall, narrow
+        blocks, dense or sparse): with an offset of 1e8 on unit-spread
+        columns that cancels every digit of the covariance. So a dense block
+        is shifted by its column means first (PCA's own centring then
+        removes a mean of about 0, exactly), and a sparse block, which a
+        shift would densify, gets ARPACK, which centres implicitly in each
+        product; a sparse block no wider than ``n_components`` (ARPACK
+        needs fewer components than columns) is small and densified.
+        """
+        aligners, scales, shifts = {}, {}, {}
         numpy_input = array_api_compat.is_numpy_namespace(namespace(X))
         largest_value = float(namespace(X).finfo(X.dtype).max)
         for position, (name, cols) in enumerate(self.modalities_.items()):
@@ -337,9 +355,18 @@ class WeightedFusion(
             factor = power_of_two_scale(max_abs(block), largest_value)
             if factor != 1.0:
                 block = block * factor
+            solver = _pca_solver(block, n_components)
+            narrow = block.shape[1] <= n_components
+            if sparse.issparse(block) and solver == "covariance_eigh" and narrow:
+                block = block.toarray()
+                solver = "auto"
+            shifts[name] = None
+            if not sparse.issparse(block):
+                shifts[name] = namespace(block).mean(block, axis=0)
+                block = block - shifts[name]
             pca = PCA(
                 n_components,
-                svd_solver=_pca_solver(block, n_components),
+                svd_solver=solver,
                 # scikit-learn's randomized solver supports only QR outside
                 # numpy; numpy keeps its default (LU), 17-27% faster there
                 # (benchmarks: 5000 x 1000, k=20: 0.88 s against 1.03 s).
@@ -347,7 +374,7 @@ class WeightedFusion(
                 random_state=self.random_state,
             )
             aligners[name], scales[name] = pca.fit(block), factor
-        return aligners, scales
+        return aligners, scales, shifts
 
     def _aligned_blocks(self, X, present):
         """Each modality at the common width, 0 in rows that miss it.
@@ -362,6 +389,8 @@ class WeightedFusion(
             # is missing.
             projections, _ = self._shared_space().project(X, present=present)
         scales = getattr(self, "input_scales_", {})
+        # Models pickled before the shifts existed have none.
+        shifts = getattr(self, "input_shifts_", {})
         blocks = []
         for j, (name, cols) in enumerate(self.modalities_.items()):
             complete = bool(everywhere[j])
@@ -377,6 +406,11 @@ class WeightedFusion(
                 factor = scales.get(name, 1.0)
                 if factor != 1.0:
                     block = block * factor
+                shift = shifts.get(name)
+                if shift is not None:
+                    if sparse.issparse(block):
+                        block = block.toarray()
+                    block = block - shift
                 block = self.aligners_[name].transform(block)
                 if factor != 1.0:
                     block = block / factor
@@ -404,7 +438,9 @@ def _unambiguous_output(names):
 
 
 def _pca_solver(block, n_components):
-    """PCA's own choice, except on sparse blocks ARPACK cannot handle."""
-    if sparse.issparse(block) and n_components >= min(block.shape):
-        return "covariance_eigh"
+    """PCA's own choice for dense blocks (shifted to a mean of about 0 first);
+    ARPACK for sparse ones (it centres implicitly, without cancellation),
+    except where it cannot run: as many components as columns or rows."""
+    if sparse.issparse(block):
+        return "covariance_eigh" if n_components >= min(block.shape) else "arpack"
     return "auto"
