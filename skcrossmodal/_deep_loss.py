@@ -20,6 +20,7 @@ with its own rows' mean and divided by ``rows - 1``, which is unbiased too.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.externals.array_api_compat import array_namespace, is_numpy_namespace
 
 
 def _halves(n_rows):
@@ -27,41 +28,60 @@ def _halves(n_rows):
     return slice(0, half), slice(half, n_rows)
 
 
+def _inner(xp, a, b):
+    """sum(a * b): numpy's vdot (no temporary), else a 0-d array (no sync)."""
+    if is_numpy_namespace(xp):
+        return float(np.vdot(a, b))
+    return xp.sum(a * b)
+
+
 def ey_loss_and_gradients(Z):
-    """Loss and d loss / d Z_m of one mini-batch.
+    """Loss and d loss / d Z_m of one mini-batch, in Z's namespace.
 
     Parameters
     ----------
-    Z : list of ndarray of shape (n_rows, k)
-        One representation per modality, of the same ``n_rows >= 4`` rows.
+    Z : list of arrays of shape (n_rows, k)
+        One representation per modality, of the same ``n_rows >= 4`` rows, all
+        of one array namespace and device.
 
     Returns
     -------
-    loss : float
-    gradients : list of ndarray of shape (n_rows, k)
+    loss : float (numpy) or 0-d array of Z's namespace
+        Left on the device so a GPU need not wait for the host every batch;
+        ``float(loss)`` reads it.
+    gradients : list of arrays of shape (n_rows, k)
     """
+    xp = array_namespace(*Z)
     halves = _halves(Z[0].shape[0])
     centred, sizes, within, cross_trace = [], [], [], 0.0
     for rows in halves:
-        parts = [z[rows] - z[rows].mean(axis=0) for z in Z]
+        parts = [z[rows, :] - xp.mean(z[rows, :], axis=0) for z in Z]
         size = parts[0].shape[0] - 1
-        total = sum(parts)
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
         # tr(sum_{m != l} Z_m' Z_l) = ||sum_m Z_m||^2 - sum_m ||Z_m||^2.
-        cross_trace += (
-            np.vdot(total, total) - sum(np.vdot(p, p) for p in parts)
-        ) / size
-        within.append(sum(p.T @ p for p in parts) / size)
+        squares = _inner(xp, total, total)
+        for part in parts:
+            squares = squares - _inner(xp, part, part)
+        cross_trace = cross_trace + squares / size
+        B = parts[0].T @ parts[0]
+        for part in parts[1:]:
+            B = B + part.T @ part
+        within.append(B / size)
         centred.append((parts, total))
         sizes.append(size)
     # A is the mean of the two halves' estimates: -2 tr(A) = -cross_trace.
-    loss = -cross_trace + float(np.vdot(within[0], within[1]))
+    loss = -cross_trace + _inner(xp, within[0], within[1])
 
-    gradients = [np.empty_like(z) for z in Z]
-    for h, rows in enumerate(halves):
-        parts, total = centred[h]
-        other = within[1 - h]
-        for m, part in enumerate(parts):
+    gradients = []
+    for m in range(len(Z)):
+        pieces = []
+        for h in range(2):
+            parts, total = centred[h]
+            part = parts[m]
             # The gradient of each half has zero column means already (it is
             # linear in centred arrays), so the centring needs no backward.
-            gradients[m][rows] = (2.0 / sizes[h]) * (part @ other - (total - part))
-    return float(loss), gradients
+            pieces.append((2.0 / sizes[h]) * (part @ within[1 - h] - (total - part)))
+        gradients.append(xp.concat(pieces, axis=0))
+    return loss, gradients

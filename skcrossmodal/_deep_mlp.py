@@ -1,27 +1,44 @@
 """A multi-layer perceptron encoder with a hand-written backward pass, and Adam.
 
-numpy only, so ``DeepSharedProjection`` needs no deep learning framework. One
-``Encoder`` per modality: standardised input, ``len(hidden_layer_sizes)``
-hidden layers with one activation, and a linear output layer (a CCA objective
-is invariant to invertible linear maps of the output, so no output
-non-linearity is wanted).
+Written against the array API: the same code trains on numpy (the default,
+no deep learning framework needed), torch (CPU or GPU), CuPy, ... whatever
+namespace the weights live in. One ``Encoder`` per modality: standardised
+input, ``len(hidden_layer_sizes)`` hidden layers with one activation, and a
+linear output layer (a CCA objective is invariant to invertible linear maps
+of the output, so no output non-linearity is wanted).
+
+numpy keeps two local fast paths (in-place ReLU, ``vdot``): the array API has
+no ``out=`` arguments, and these save a full-size temporary per layer.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from sklearn.externals.array_api_compat import array_namespace, is_numpy_namespace
+from sklearn.externals.array_api_compat import device as array_device
 
-# Activations as scikit-learn's MLPClassifier names them. Each backward takes
-# the layer's *output* (what forward kept), which is enough for all four.
-_ACTIVATIONS = {
-    "identity": lambda z: z,
-    "logistic": lambda z: 0.5 * (1.0 + np.tanh(0.5 * z)),  # no overflow warning
-    "tanh": np.tanh,
-    "relu": lambda z: np.maximum(z, 0, out=z),
-}
+from ._namespace import to_namespace
+
+ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 
 
-def _derivative(name, h):
+def _activate(xp, name, z):
+    """The activation of ``z`` (a fresh array the caller owns: may be reused)."""
+    if name == "identity":
+        return z
+    if name == "logistic":
+        # 0.5 (1 + tanh(z / 2)) is the logistic function without exp overflow.
+        return 0.5 * (1.0 + xp.tanh(0.5 * z))
+    if name == "tanh":
+        return xp.tanh(z)
+    if is_numpy_namespace(xp):
+        return np.maximum(z, 0, out=z)
+    return xp.where(z > 0, z, xp.zeros_like(z))
+
+
+def _derivative(xp, name, h):
     """d activation / d input, from the activation's output ``h``."""
     if name == "identity":
         return None  # multiply by one: skipped
@@ -29,7 +46,14 @@ def _derivative(name, h):
         return h * (1 - h)
     if name == "tanh":
         return 1 - h * h
-    return (h > 0).astype(h.dtype)
+    return xp.astype(h > 0, h.dtype)
+
+
+def sum_of_squares(xp, a):
+    """sum(a * a) as a 0-d array of ``xp`` (a float for numpy); no host sync."""
+    if is_numpy_namespace(xp):
+        return float(np.vdot(a, a))
+    return xp.sum(a * a)
 
 
 class Encoder:
@@ -37,7 +61,8 @@ class Encoder:
 
     ``shift`` and ``scale`` standardise the input (per-feature mean and
     standard deviation of the training rows, scale 1 where a feature is
-    constant), so one learning rate suits modalities of any units.
+    constant), so one learning rate suits modalities of any units. Every
+    array is of one namespace and device, those of the data it trains on.
     """
 
     def __init__(self, coefs, intercepts, shift, scale, activation):
@@ -46,36 +71,57 @@ class Encoder:
         self.shift = shift
         self.scale = scale
         self.activation = activation
+        self.xp = array_namespace(coefs[0])
 
     @classmethod
-    def initialise(cls, rng, shift, scale, hidden, n_out, activation, dtype):
-        """Glorot-uniform weights, as MLPClassifier draws them."""
-        sizes = [len(shift), *hidden, n_out]
+    def initialise(
+        cls, rng, shift, scale, hidden, n_out, activation, dtype, xp=None, device=None
+    ):
+        """Glorot-uniform weights, as MLPClassifier draws them.
+
+        The draws are numpy's (``rng``), then moved to ``xp``'s ``device`` in
+        ``dtype`` (a dtype name): one ``random_state`` gives the same initial
+        network in every namespace.
+        """
+        xp = array_namespace(np.empty(0)) if xp is None else xp
+        dtype = getattr(xp, str(np.dtype(dtype)))
+        sizes = [int(shift.shape[0]), *hidden, n_out]
         factor = 2.0 if activation == "logistic" else 6.0
         coefs, intercepts = [], []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            bound = np.sqrt(factor / (fan_in + fan_out))
-            coefs.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype))
-            intercepts.append(rng.uniform(-bound, bound, fan_out).astype(dtype))
+            bound = math.sqrt(factor / (fan_in + fan_out))
+            weights = rng.uniform(-bound, bound, (fan_in, fan_out))
+            coefs.append(to_namespace(xp, weights, dtype, device))
+            bias = rng.uniform(-bound, bound, fan_out)
+            intercepts.append(to_namespace(xp, bias, dtype, device))
         return cls(
-            coefs, intercepts, shift.astype(dtype), scale.astype(dtype), activation
+            coefs,
+            intercepts,
+            to_namespace(xp, shift, dtype, device),
+            to_namespace(xp, scale, dtype, device),
+            activation,
         )
 
     @property
     def params(self):
         return [*self.coefs, *self.intercepts]
 
+    @property
+    def n_out(self):
+        return int(self.coefs[-1].shape[1])
+
     def forward(self, X, keep=False):
-        """Output for rows ``X``; with ``keep`` also every layer's output."""
-        dtype = self.coefs[0].dtype
-        h = (np.asarray(X, dtype=dtype) - self.shift) / self.scale
+        """Output for rows ``X`` (same namespace and device, any float dtype);
+        with ``keep`` also every layer's output."""
+        xp = self.xp
+        h = (xp.astype(X, self.coefs[0].dtype, copy=False) - self.shift) / self.scale
         layers = [h]
         last = len(self.coefs) - 1
         for i, (W, b) in enumerate(zip(self.coefs, self.intercepts)):
             h = h @ W
             h += b
             if i < last:
-                h = _ACTIVATIONS[self.activation](h)
+                h = _activate(xp, self.activation, h)
             layers.append(h)
         return (h, layers) if keep else h
 
@@ -86,6 +132,7 @@ class Encoder:
         loss's gradient with respect to the output. The order is that of
         ``params``: every weight matrix, then every intercept.
         """
+        xp = self.xp
         coef_grads = [None] * len(self.coefs)
         intercept_grads = [None] * len(self.coefs)
         delta = grad_out
@@ -93,17 +140,18 @@ class Encoder:
             coef_grads[i] = layers[i].T @ delta
             if alpha:
                 coef_grads[i] += alpha * self.coefs[i]
-            intercept_grads[i] = delta.sum(axis=0)
+            intercept_grads[i] = xp.sum(delta, axis=0)
             if i > 0:
                 delta = delta @ self.coefs[i].T
-                derivative = _derivative(self.activation, layers[i])
+                derivative = _derivative(xp, self.activation, layers[i])
                 if derivative is not None:
                     delta *= derivative
         return [*coef_grads, *intercept_grads]
 
     def penalty(self):
-        """sum ||W||^2 over the weight matrices (not the intercepts)."""
-        return float(sum(np.vdot(W, W) for W in self.coefs))
+        """sum ||W||^2 over the weight matrices (not the intercepts), as a
+        float for numpy and a 0-d array elsewhere (read once an epoch)."""
+        return sum(sum_of_squares(self.xp, W) for W in self.coefs)
 
 
 class Adam:
@@ -113,15 +161,22 @@ class Adam:
         self.learning_rate = learning_rate
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
         self.t = 0
-        self.first = [np.zeros_like(p) for p in params]
-        self.second = [np.zeros_like(p) for p in params]
+        xp = array_namespace(params[0])
+        self.first = [xp.zeros_like(p) for p in params]
+        self.second = [xp.zeros_like(p) for p in params]
+
+    @property
+    def device(self):
+        return array_device(self.first[0])
 
     def step(self, params, grads):
         self.t += 1
-        # The bias corrections folded into one step size, as in the paper.
+        xp = array_namespace(params[0])
+        # The bias corrections folded into one step size, as in the paper. A
+        # Python float: a numpy float64 scalar would promote float32 to float64.
         rate = (
             self.learning_rate
-            * np.sqrt(1 - self.beta2**self.t)
+            * math.sqrt(1 - self.beta2**self.t)
             / (1 - self.beta1**self.t)
         )
         for p, g, m, v in zip(params, grads, self.first, self.second):
@@ -129,4 +184,4 @@ class Adam:
             m += (1 - self.beta1) * g
             v *= self.beta2
             v += (1 - self.beta2) * (g * g)
-            p -= (rate * m / (np.sqrt(v) + self.epsilon)).astype(p.dtype, copy=False)
+            p -= rate * m / (xp.sqrt(v) + self.epsilon)

@@ -1,27 +1,45 @@
 """The mini-batch training loop of ``DeepSharedProjection``.
 
 Kept apart from the estimator so that ``deep.py`` holds the public API and
-its validation only. Every function here takes plain numpy arrays and the
-estimator's parameters; none reads or sets estimator attributes.
+its validation only. Every function here takes arrays and the estimator's
+parameters; none reads or sets estimator attributes. X, the encoders and
+every computation share one array namespace and device (numpy, torch, CuPy,
+...); row indices (batches, the validation split) are numpy arrays drawn by
+numpy's ``RandomState``, so a ``random_state`` gives the same batches in
+every namespace, and are moved to X's device once a batch.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
+from sklearn.externals.array_api_compat import array_namespace
+from sklearn.externals.array_api_compat import device as array_device
 
 from ._closed_form import feature_scales
 from ._deep_loss import ey_loss_and_gradients
 from ._deep_mlp import Adam, Encoder
+from ._modalities import take_columns
+from ._namespace import accumulation_dtype, to_numpy
 
 # Rows encoded at a time outside training: bounds the memory of transform to
 # this many rows times the widest layer, whatever n_samples.
 CHUNK_ROWS = 4096
 
 
+def take_rows(X, rows):
+    """X[rows] for numpy row indices ``rows``, in X's namespace and device."""
+    if isinstance(X, np.ndarray):
+        return X[rows]
+    xp = array_namespace(X)
+    return xp.take(X, xp.asarray(rows, device=array_device(X)), axis=0)
+
+
 def input_statistics(X, indices, rows, dtype):
-    """Per-feature mean and standard deviation of X[rows][:, indices].
+    """Per-feature mean and standard deviation of X[rows][:, indices], as
+    numpy arrays of ``dtype`` (summed in float64 where the device has it).
 
     A constant feature (a constant pixel, say) keeps scale 1: dividing by ~0
     would blow up the rounding noise of a feature that carries nothing.
@@ -30,25 +48,39 @@ def input_statistics(X, indices, rows, dtype):
     ``1e-12 * max(largest std, 1)`` left every feature of data in units of
     1e-19 unscaled, and the encoders' outputs constant ("rank 0").
     """
-    block = X[rows][:, indices].astype(np.float64)
-    mean = block.mean(axis=0)
-    std = feature_scales(np, block.var(axis=0), mean)
+    xp = array_namespace(X)
+    wide = accumulation_dtype(xp, array_device(X))
+    block = xp.astype(take_columns(take_rows(X, rows), indices), wide)
+    mean = np.asarray(to_numpy(xp.mean(block, axis=0)), dtype=np.float64)
+    variance = np.asarray(to_numpy(xp.var(block, axis=0)), dtype=np.float64)
+    std = feature_scales(np, variance, mean)
     return mean.astype(dtype), std.astype(dtype)
 
 
 def encode(encoders, modalities, X, present):
-    """Every modality's representation side by side, NaN where missing."""
+    """Every modality's representation side by side, NaN where missing, in
+    X's namespace and device.
+
+    The rows of a missing modality (a block of NaN) are encoded as zeros and
+    then replaced by NaN: a mask rather than writing into selected rows,
+    which the array API does not offer.
+    """
+    xp = array_namespace(X)
     blocks = []
     for position, (name, indices) in enumerate(modalities.items()):
         encoder = encoders[name]
-        n_out = encoder.coefs[-1].shape[1]
-        out = np.full((X.shape[0], n_out), np.nan, dtype=encoder.coefs[0].dtype)
-        rows = np.flatnonzero(present[:, position])
-        for start in range(0, len(rows), CHUNK_ROWS):
-            chunk = rows[start : start + CHUNK_ROWS]
-            out[chunk] = encoder.forward(X[chunk][:, indices])
-        blocks.append(out)
-    return np.hstack(blocks)
+        dtype = encoder.coefs[0].dtype
+        rows_present = present[:, position][:, None]
+        chunks = []
+        for start in range(0, X.shape[0], CHUNK_ROWS):
+            stop = min(start + CHUNK_ROWS, X.shape[0])
+            block = take_columns(X[start:stop, :], indices)
+            block = xp.where(rows_present[start:stop, :], block, xp.zeros_like(block))
+            chunks.append(encoder.forward(block))
+        out = chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0)
+        nan = xp.asarray(float("nan"), dtype=dtype, device=array_device(X))
+        blocks.append(xp.where(rows_present, out, nan))
+    return blocks[0] if len(blocks) == 1 else xp.concat(blocks, axis=1)
 
 
 def split_validation(rng, rows, fraction):
@@ -73,19 +105,29 @@ def batches(rng, rows, batch_size):
     return np.array_split(order, n_batches)
 
 
-def run_epoch(encoders, optimizer, modalities, X, rows, rng, batch_size, alpha):
+def run_epoch(
+    encoders, optimizer, modalities, X, rows, rng, batch_size, alpha, schedule=None
+):
     """One pass of Adam over ``rows``; returns the mean mini-batch loss.
 
     The loss of a batch is the Eckhart-Young loss plus
     ``alpha / (2 * batch rows) * sum ||W||^2``, MLPClassifier's weight decay.
+    It is summed on X's device and read once, at the end of the epoch.
+    ``schedule``, if given, maps the fraction of the epoch done (0 to 1) to
+    the learning rate of the next step.
     """
     names = list(modalities)
     params = [p for name in names for p in encoders[name].params]
     total, seen = 0.0, 0
-    for batch in batches(rng, rows, batch_size):
+    parts = batches(rng, rows, batch_size)
+    for position, batch in enumerate(parts):
+        if schedule is not None:
+            optimizer.learning_rate = schedule(position / len(parts))
+        X_batch = take_rows(X, batch)
         outputs, layers = [], []
         for name in names:
-            out, kept = encoders[name].forward(X[batch][:, modalities[name]], True)
+            block = take_columns(X_batch, modalities[name])
+            out, kept = encoders[name].forward(block, True)
             outputs.append(out)
             layers.append(kept)
         loss, grads_out = ey_loss_and_gradients(outputs)
@@ -93,11 +135,12 @@ def run_epoch(encoders, optimizer, modalities, X, rows, rng, batch_size, alpha):
         grads = []
         for name, kept, grad_out in zip(names, layers, grads_out):
             grads.extend(encoders[name].backward(kept, grad_out, decay))
-            loss += 0.5 * decay * encoders[name].penalty()
+            if decay:
+                loss = loss + 0.5 * decay * encoders[name].penalty()
         optimizer.step(params, grads)
-        total += loss * len(batch)
+        total = total + loss * len(batch)
         seen += len(batch)
-    return total / seen
+    return float(total) / seen
 
 
 def new_optimizer(encoders, learning_rate):
@@ -118,7 +161,7 @@ def train(
     tol,
     n_iter_no_change,
     validation_score,
-    adaptive,
+    schedule,
     verbose,
 ):
     """Epochs until ``max_iter`` or no progress; returns the training record.
@@ -127,16 +170,35 @@ def train(
     training loss by more than ``tol``, as in MLPClassifier) or a callable
     returning the held-out correlation of the current encoders (progress is
     then a rise by more than ``tol``, and the encoders of the best epoch are
-    restored at the end). With ``adaptive``, each time two epochs in a row
-    make no progress the learning rate is divided by 5 (MLPClassifier's
-    ``learning_rate="adaptive"``).
+    restored at the end). ``schedule`` is the estimator's ``learning_rate``:
+    with ``"adaptive"``, each time two epochs in a row make no progress the
+    learning rate is divided by 5 (MLPClassifier's ``"adaptive"``); with
+    ``"cosine"`` it falls from its initial value to 0 along half a cosine
+    over ``max_iter`` epochs, step by step (Loshchilov and Hutter's SGDR
+    without restarts).
     """
+    initial = optimizer.learning_rate
     record = {"loss_curve": [], "validation_scores": [], "converged": False}
     best, best_params, stale = None, None, 0
     start = time.perf_counter()
     for epoch in range(max_iter):
+        cosine = None
+        if schedule == "cosine":
+
+            def cosine(fraction, epoch=epoch):
+                done = (epoch + fraction) / max_iter
+                return initial * 0.5 * (1.0 + math.cos(math.pi * done))
+
         loss = run_epoch(
-            encoders, optimizer, modalities, X, train_rows, rng, batch_size, alpha
+            encoders,
+            optimizer,
+            modalities,
+            X,
+            train_rows,
+            rng,
+            batch_size,
+            alpha,
+            cosine,
         )
         record["loss_curve"].append(loss)
         # As MLPClassifier: progress is measured against the best so far
@@ -155,21 +217,24 @@ def train(
             stale = 0 if best is None or score > best + tol else stale + 1
             if best is None or score > best:
                 best = score
-                best_params = [p.copy() for e in encoders.values() for p in e.params]
+                best_params = [_copy(p) for e in encoders.values() for p in e.params]
             message = f"loss {loss:.6f}, validation correlation {score:.4f}"
-        if adaptive and stale and stale % 2 == 0:
+        if schedule == "adaptive" and stale and stale % 2 == 0:
             optimizer.learning_rate /= 5.0
         if verbose:
             elapsed = time.perf_counter() - start
             print(
                 f"Epoch {epoch + 1}: {message}, learning rate "
-                f"{optimizer.learning_rate:.2g}, {elapsed:.1f} s",
+                f"{optimizer.learning_rate:.3g}, {elapsed:.1f} s",
                 flush=True,
             )
         if stale >= n_iter_no_change:
             record["converged"] = True
             break
     record["n_epochs"] = epoch + 1
+    if schedule == "cosine":
+        # A later partial_fit continues at the initial rate, not at ~0.
+        optimizer.learning_rate = initial
     if best_params is not None:
         current = [p for e in encoders.values() for p in e.params]
         for target, saved in zip(current, best_params):
@@ -178,11 +243,27 @@ def train(
     return record
 
 
+def _copy(array):
+    if isinstance(array, np.ndarray):
+        return array.copy()
+    return array_namespace(array).asarray(array, copy=True)
+
+
 def build_encoders(rng, X, modalities, rows, hidden, n_out, activation, dtype):
+    """New encoders in X's namespace and device, weights of ``dtype`` (a name)."""
+    xp = array_namespace(X)
     encoders = {}
     for name, indices in modalities.items():
-        shift, scale = input_statistics(X, indices, rows[name], dtype)
+        shift, scale = input_statistics(X, indices, rows[name], np.float64)
         encoders[name] = Encoder.initialise(
-            rng, shift, scale, hidden, n_out, activation, dtype
+            rng,
+            shift,
+            scale,
+            hidden,
+            n_out,
+            activation,
+            dtype,
+            xp=xp,
+            device=array_device(X),
         )
     return encoders

@@ -8,32 +8,28 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.externals.array_api_compat import array_namespace
 from sklearn.utils import check_random_state
+from sklearn.utils._array_api import check_same_namespace
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import VersionedPickleMixin, check_finite_blocks, validate_modal_data
-from ._deep_mlp import Encoder
-from ._deep_train import (
-    build_encoders,
-    encode,
-    new_optimizer,
-    run_epoch,
-    split_validation,
-    train,
+from ._base import VersionedPickleMixin
+from ._deep_fitted import (
+    VALIDATION_FIT_ROWS,
+    DeepFittedMixin,
+    same_modalities,
+    widths,
 )
+from ._deep_train import new_optimizer, run_epoch, split_validation, train
 from ._space_estimator import shared_feature_names
-from .projection import SharedProjection
 
 __all__ = ["DeepSharedProjection"]
 
-# Held-out correlation for early stopping: the linear CCA of the encoders'
-# outputs is fitted on at most this many training rows, then scored on the
-# validation rows (a subsample keeps it a small part of an epoch's cost).
-_VALIDATION_FIT_ROWS = 10000
 
-
-class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator):
+class DeepSharedProjection(
+    VersionedPickleMixin, DeepFittedMixin, TransformerMixin, BaseEstimator
+):
     r"""Nonlinear shared space: one MLP encoder per modality, trained for CCA.
 
     Each modality goes through its own multi-layer perceptron (standardised
@@ -58,8 +54,14 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
     unbiased estimate of the loss and its gradient on any batch size, which
     is what stochastic gradient methods assume.
 
-    The forward and backward passes are written in numpy (no deep learning
-    framework), in ``float32`` by default.
+    The forward and backward passes are written by hand against the array
+    API, in ``float32`` by default: numpy input trains in numpy (no deep
+    learning framework needed); under
+    ``sklearn.set_config(array_api_dispatch=True)`` torch, CuPy or any array
+    API input trains in its own namespace and on its own device (a GPU
+    tensor trains on the GPU), the same code, and ``transform`` returns that
+    namespace's arrays. A ``random_state`` gives the same initial weights and
+    batches in every namespace (they are drawn by numpy).
 
     Parameters
     ----------
@@ -96,10 +98,16 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
         Rows per mini-batch (at least 4: each is split in two halves).
         ``"auto"`` is ``min(256, n_samples)``.
 
-    learning_rate : {"constant", "adaptive"}, default="constant"
+    learning_rate : {"constant", "adaptive", "cosine"}, default="constant"
         ``"adaptive"``: each time two epochs in a row make no progress (see
         ``tol``) the step size is divided by 5, as MLPClassifier's
         ``learning_rate="adaptive"`` does (there for SGD only).
+        ``"cosine"``: the step size falls from ``learning_rate_init`` to 0
+        along half a cosine over ``max_iter`` epochs, a little every batch
+        (Loshchilov and Hutter, ICLR 2017, without restarts): for a fixed
+        budget of epochs, so reaching ``max_iter`` raises no
+        ``ConvergenceWarning``. ``partial_fit`` always steps at
+        ``learning_rate_init``.
 
     learning_rate_init : float > 0, default=1e-3
         Adam's initial step size.
@@ -147,21 +155,24 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
     ----------
     modalities_ : dict of str -> ndarray of int
         Column indices of each modality in X.
-    coefs_ : dict of str -> list of ndarray
-        Each modality's weight matrices, input to output.
-    intercepts_ : dict of str -> list of ndarray
-        Each modality's bias vectors.
-    input_mean_ : dict of str -> ndarray
+    coefs_ : dict of str -> list of arrays
+        Each modality's weight matrices, input to output, in the namespace
+        and on the device of the training data (``dtype``).
+    intercepts_ : dict of str -> list of arrays
+        Each modality's bias vectors (same namespace).
+    input_mean_ : dict of str -> array
         Mean of each input feature, subtracted before the first layer.
-    input_scale_ : dict of str -> ndarray
+    input_scale_ : dict of str -> array
         Standard deviation of each input feature (1 for constant ones).
     shared_projection_ : SharedProjection
         The exact linear CCA fitted on the encoders' outputs (columns
         ``n_components * m`` to ``n_components * (m + 1)`` for modality
-        ``m``).
-    canonical_correlations_ : ndarray of shape (n_components,)
+        ``m``). Fitted on the host (numpy): its input is only
+        ``n_components`` columns per modality.
+    canonical_correlations_ : array of shape (n_components,)
         Canonical correlations of the encoders' outputs on the fitting
-        rows (those of ``shared_projection_``).
+        rows (those of ``shared_projection_``), in the training data's
+        namespace and device.
     loss_curve_ : list of float
         Mean mini-batch loss of every epoch (with the penalty).
     validation_scores_ : list of float or None
@@ -190,7 +201,13 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
     missing modalities (a block of NaN), like :class:`SharedProjection`.
 
     Pickles hold the weights but not Adam's moment estimates, so a
-    ``partial_fit`` after unpickling starts with fresh moments.
+    ``partial_fit`` after unpickling starts with fresh moments. The weights
+    are pickled in their namespace (a model trained on a GPU unpickles
+    where that device exists). ``transform`` and ``score`` under
+    ``array_api_dispatch`` want X from the training namespace and device, as
+    scikit-learn's array API estimators do; ``fit`` with ``warm_start`` and
+    ``partial_fit`` move the encoders to the new data's namespace and device
+    (with fresh Adam moments).
 
     Examples
     --------
@@ -225,7 +242,7 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
             Interval(Integral, 4, None, closed="left"),
             StrOptions({"auto"}),
         ],
-        "learning_rate": [StrOptions({"constant", "adaptive"})],
+        "learning_rate": [StrOptions({"constant", "adaptive", "cosine"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -300,10 +317,10 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
         continuing = self.warm_start and hasattr(self, "coefs_")
         previous = getattr(self, "modalities_", None)
         X, present = self._validate(X, reset=True)
-        if continuing and not _same_modalities(previous, self.modalities_):
+        if continuing and not same_modalities(previous, self.modalities_):
             raise ValueError(
                 "warm_start=True needs X with the modalities of the earlier fit "
-                f"(columns {_widths(previous)}), got {_widths(self.modalities_)}. "
+                f"(columns {widths(previous)}), got {widths(self.modalities_)}. "
                 "Set warm_start=False to start afresh."
             )
         rng = check_random_state(self.random_state)
@@ -316,18 +333,18 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
         if not continuing:
             self._initialise(X, present, rng)
             self.n_iter_, self.t_ = 0, 0
-        encoders = self._encoders()
+        encoders = self._train_here(X)
         optimizer = new_optimizer(encoders, self.learning_rate_init)
         score = None
         if validation is not None:
             fit_rows = complete
-            if len(fit_rows) > _VALIDATION_FIT_ROWS:
+            if len(fit_rows) > VALIDATION_FIT_ROWS:
                 fit_rows = np.sort(
-                    rng.choice(fit_rows, _VALIDATION_FIT_ROWS, replace=False)
+                    rng.choice(fit_rows, VALIDATION_FIT_ROWS, replace=False)
                 )
 
             def score():
-                return self._held_out_correlation(encoders, X[fit_rows], X[validation])
+                return self._held_out_correlation(encoders, X, fit_rows, validation)
 
         record = train(
             encoders,
@@ -342,7 +359,7 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
             validation_score=score,
-            adaptive=self.learning_rate == "adaptive",
+            schedule=self.learning_rate,
             verbose=self.verbose,
         )
         self._optimizer = optimizer
@@ -351,7 +368,8 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
         self.loss_curve_ = record["loss_curve"]
         self.validation_scores_ = record["validation_scores"] or None
         self.best_validation_score_ = record.get("best_validation_score")
-        if not record["converged"]:
+        # A cosine schedule ends at max_iter by design: no warning then.
+        if not record["converged"] and self.learning_rate != "cosine":
             warnings.warn(
                 f"DeepSharedProjection: max_iter={self.max_iter} epochs reached "
                 "before the progress stalled; the encoders may not be trained "
@@ -395,7 +413,7 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
             self.loss_curve_ = []
             self.validation_scores_ = self.best_validation_score_ = None
             self._rng = rng
-        encoders = self._encoders()
+        encoders = self._train_here(X)
         optimizer = getattr(self, "_optimizer", None)
         if optimizer is None:
             optimizer = self._optimizer = new_optimizer(
@@ -433,8 +451,12 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
         """
         check_is_fitted(self)
         X, present = self._validate(X, reset=False)
-        Z = encode(self._encoders(), self.modalities_, X, present)
-        return self.shared_projection_.transform(Z).astype(X.dtype, copy=False)
+        check_same_namespace(
+            X, self, attribute="canonical_correlations_", method="transform"
+        )
+        projections, present = self._project(X, present)
+        Z = self.shared_projection_._space.combine(projections, present, self.output)
+        return array_namespace(X).astype(Z, X.dtype, copy=False)
 
     def score(self, X, y=None):
         """Mean held-out canonical correlation of the encoded modalities.
@@ -456,8 +478,10 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
         """
         check_is_fitted(self)
         X, present = self._validate(X, reset=False)
-        Z = encode(self._encoders(), self.modalities_, X, present)
-        return self.shared_projection_.score(Z)
+        check_same_namespace(
+            X, self, attribute="canonical_correlations_", method="score"
+        )
+        return self.shared_projection_._space.score(*self._project(X, present))
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns.
@@ -483,6 +507,9 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
         tags.input_tags.allow_nan = False
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         tags.non_deterministic = self.random_state is None
+        # torch / CuPy / any array API input under array_api_dispatch: the
+        # encoders train there (see the class docstring).
+        tags.array_api_support = True
         return tags
 
     def __getstate__(self):
@@ -491,122 +518,3 @@ class DeepSharedProjection(VersionedPickleMixin, TransformerMixin, BaseEstimator
         state.pop("_optimizer", None)
         state.pop("_rng", None)
         return state
-
-    # -- internals ---------------------------------------------------------
-
-    def _validate(self, X, *, reset):
-        X = validate_modal_data(self, X, reset=reset, accept_sparse=False)
-        if reset:
-            names = list(self.modalities_)
-            empty = [name for name in names if len(self.modalities_[name]) == 0]
-            if empty:
-                raise ValueError(
-                    f"Modalities {empty} have 0 feature(s); every modality "
-                    "needs at least one column."
-                )
-            if self.output not in ("mean", "concat") and self.output not in names:
-                raise ValueError(
-                    f"output={self.output!r} is not 'mean', 'concat' or a "
-                    f"modality name; modalities are {names}."
-                )
-        return X, check_finite_blocks(X, self.modalities_)
-
-    def _complete_rows(self, present):
-        complete = np.flatnonzero(present.all(axis=1))
-        if len(complete) < 4:
-            raise ValueError(
-                f"DeepSharedProjection needs at least 4 rows carrying every "
-                f"modality to train its encoders, got {len(complete)}."
-            )
-        return complete
-
-    def _batch_size(self, n_rows):
-        size = 256 if self.batch_size == "auto" else self.batch_size
-        return min(size, n_rows)
-
-    def _initialise(self, X, present, rng):
-        hidden = self.hidden_layer_sizes
-        hidden = (hidden,) if isinstance(hidden, Integral) else tuple(hidden)
-        if any(not isinstance(h, Integral) or h < 1 for h in hidden):
-            raise ValueError(
-                "hidden_layer_sizes must be positive integers, got "
-                f"{self.hidden_layer_sizes!r}."
-            )
-        rows = {
-            name: np.flatnonzero(present[:, position])
-            for position, name in enumerate(self.modalities_)
-        }
-        encoders = build_encoders(
-            rng,
-            X,
-            self.modalities_,
-            rows,
-            hidden,
-            self.n_components,
-            self.activation,
-            np.dtype(self.dtype),
-        )
-        self.coefs_ = {name: e.coefs for name, e in encoders.items()}
-        self.intercepts_ = {name: e.intercepts for name, e in encoders.items()}
-        self.input_mean_ = {name: e.shift for name, e in encoders.items()}
-        self.input_scale_ = {name: e.scale for name, e in encoders.items()}
-        self._optimizer = None
-
-    def _encoders(self):
-        """Encoders over the fitted arrays (shared, not copied)."""
-        return {
-            name: Encoder(
-                self.coefs_[name],
-                self.intercepts_[name],
-                self.input_mean_[name],
-                self.input_scale_[name],
-                self.activation,
-            )
-            for name in self.modalities_
-        }
-
-    def _slices(self):
-        k = self.n_components
-        return {
-            name: slice(k * m, k * (m + 1)) for m, name in enumerate(self.modalities_)
-        }
-
-    def _linear(self):
-        return SharedProjection(
-            n_components=self.n_components,
-            modalities=self._slices(),
-            reg=self.reg,
-            output=self.output,
-        )
-
-    def _held_out_correlation(self, encoders, X_fit, X_val):
-        everything = np.ones((1, len(self.modalities_)), dtype=bool)
-        Z_fit = encode(
-            encoders, self.modalities_, X_fit, everything.repeat(len(X_fit), 0)
-        )
-        Z_val = encode(
-            encoders, self.modalities_, X_val, everything.repeat(len(X_val), 0)
-        )
-        return self._linear().fit(Z_fit).score(Z_val)
-
-    def _fit_linear(self, X, present):
-        Z = encode(self._encoders(), self.modalities_, X, present)
-        self.shared_projection_ = self._linear().fit(Z)
-        self.canonical_correlations_ = self.shared_projection_.canonical_correlations_
-        self.n_samples_seen_ = self.shared_projection_.n_samples_seen_
-        M = len(self.modalities_)
-        concat = self.output == "concat"
-        self._n_features_out = self.n_components * (M if concat else 1)
-        return self
-
-
-def _same_modalities(a, b):
-    return (
-        a is not None
-        and list(a) == list(b)
-        and all(np.array_equal(a[name], b[name]) for name in a)
-    )
-
-
-def _widths(modalities):
-    return {name: len(indices) for name, indices in (modalities or {}).items()}

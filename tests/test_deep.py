@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from scipy import linalg
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.externals.array_api_compat import array_namespace
 
 from skcrossmodal import SharedProjection
 from skcrossmodal._deep_loss import ey_loss_and_gradients
@@ -14,6 +16,34 @@ from skcrossmodal.deep import DeepSharedProjection
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
 AB = {"a": slice(0, 3), "b": slice(3, 6)}
+NAMESPACES = ["numpy", "array_api_strict", "torch"]
+
+
+def _namespace(name):
+    """(namespace, device): array_api_strict on its non-default "device1",
+    which refuses any conversion to numpy as a GPU array would; torch on the
+    CPU (the same code runs on a GPU). Skipped when not installed."""
+    if name == "numpy":
+        return array_namespace(np.empty(0)), "cpu"
+    if name == "array_api_strict":
+        xp = pytest.importorskip("array_api_strict")
+        return xp, xp.Device("device1")
+    torch = pytest.importorskip("torch")
+    return array_namespace(torch.empty(0)), torch.device("cpu")
+
+
+def _to_numpy(array):
+    if hasattr(array, "cpu"):
+        return array.detach().cpu().numpy()
+    if type(array).__module__.startswith("array_api_strict"):
+        import array_api_strict
+
+        return np.asarray(array.to_device(array_api_strict.Device("CPU_DEVICE")))
+    return np.asarray(array)
+
+
+def _namespace_name(array):
+    return type(array).__module__.split(".")[0]
 
 
 # -- gradients -----------------------------------------------------------------
@@ -39,11 +69,13 @@ def _ey_by_definition(Z):
 
 
 def _central_difference(f, array, index, step):
-    saved = array[index]
+    """(f(a + step e_i) - f(a - step e_i)) / 2 step, a perturbed in place
+    (numpy, torch or array_api_strict: item assignment is in the standard)."""
+    saved = float(array[index])
     array[index] = saved + step
-    plus = f()
+    plus = float(f())
     array[index] = saved - step
-    minus = f()
+    minus = float(f())
     array[index] = saved
     return (plus - minus) / (2 * step)
 
@@ -65,18 +97,22 @@ def test_ey_loss_and_gradient_against_definition_and_finite_differences(n_modali
         np.testing.assert_allclose(grads[m], numeric, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
-def test_network_gradients_match_finite_differences(activation):
-    """Every weight and bias of two encoders, through the loss and the decay."""
+def test_network_gradients_match_finite_differences(activation, namespace):
+    """Every weight and bias of two encoders, through the loss and the decay,
+    computed in each namespace (float64) and differenced there."""
+    xp, device = _namespace(namespace)
     rng = np.random.default_rng(1)
     X = [rng.normal(size=(12, 4)), rng.normal(size=(12, 3))]
     X[1][:, 0] += np.tanh(X[0][:, 0])
     encoders = [
         Encoder.initialise(
-            rng, x.mean(0), x.std(0), (5, 4), 2, activation, np.dtype(np.float64)
+            rng, x.mean(0), x.std(0), (5, 4), 2, activation, "float64", xp, device
         )
         for x in X
     ]
+    X = [xp.asarray(x, device=device) for x in X]
     decay = 0.3
 
     def objective():
@@ -88,15 +124,16 @@ def test_network_gradients_match_finite_differences(activation):
     for encoder, (_, layers), grad_out in zip(encoders, outputs, grads_out):
         grads = encoder.backward(layers, grad_out, decay)
         for param, grad in zip(encoder.params, grads):
+            assert _namespace_name(grad) == _namespace_name(param)
             numeric = np.array(
                 [
                     _central_difference(objective, param, index, 1e-6)
-                    for index in np.ndindex(param.shape)
+                    for index in np.ndindex(tuple(param.shape))
                 ]
-            ).reshape(param.shape)
+            ).reshape(tuple(param.shape))
             # ReLU's kink: a step may cross it; 1e-6 steps rarely do with
             # these weights, and then only a few entries would differ.
-            np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(_to_numpy(grad), numeric, rtol=1e-5, atol=1e-6)
 
 
 # -- what it finds ---------------------------------------------------------------
@@ -307,3 +344,155 @@ def test_adaptive_learning_rate_divides_by_5_after_two_stale_epochs(X_small, cap
         for line in capsys.readouterr().out.splitlines()
     ]
     assert rates == pytest.approx([1e-3, 1e-3, 2e-4, 2e-4, 4e-5])
+
+
+# -- array API: the same code in every namespace ---------------------------------
+#
+# Measured (float64, this machine): the loss and its gradient in torch and
+# array_api_strict equal numpy's to 3e-16 relative; after 4 epochs of Adam
+# (5 batches of 60 rows each) the weights of the torch fit differ from
+# numpy's by 3.6e-11 relative to their largest entry and the transforms by
+# 3.6e-13 (array_api_strict, numpy underneath: 0) -- the same arithmetic in
+# another order, grown by Adam's normalised steps. Tested at 1e-8: far above
+# that, far below the size of one Adam step (1e-3), which any difference in
+# the batches, the initialisation or the maths would show.
+
+
+@pytest.fixture
+def dispatch(monkeypatch):
+    """scikit-learn's array_api_dispatch (it checks SCIPY_ARRAY_API first;
+    nothing here calls scipy on these arrays)."""
+    import sklearn
+
+    monkeypatch.setenv("SCIPY_ARRAY_API", "1")
+    with sklearn.config_context(array_api_dispatch=True):
+        yield
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES[1:])
+def test_loss_and_gradient_equal_numpy_in_other_namespaces(namespace):
+    xp, device = _namespace(namespace)
+    rng = np.random.default_rng(4)
+    Z = [rng.normal(size=(15, 3)) for _ in range(3)]
+    Z[2] += Z[0]
+    loss, grads = ey_loss_and_gradients(Z)
+    loss_xp, grads_xp = ey_loss_and_gradients([xp.asarray(z, device=device) for z in Z])
+    assert float(loss_xp) == pytest.approx(loss, rel=1e-12)
+    for g, g_xp in zip(grads, grads_xp):
+        assert _namespace_name(g_xp) == namespace
+        np.testing.assert_allclose(_to_numpy(g_xp), g, rtol=1e-12, atol=1e-12)
+
+
+def _four_epochs(**params):
+    return _small(
+        hidden_layer_sizes=(8, 8), batch_size=60, max_iter=4, dtype="float64",
+        **params,
+    )  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("namespace", NAMESPACES[1:])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_fit_in_a_namespace_equals_the_numpy_fit(
+    X_small, namespace, activation, dispatch
+):
+    """Same random_state: same initial weights, same batches, the same Adam
+    steps; the weights, correlations and outputs match numpy's, and live in
+    X's namespace and device."""
+    xp, device = _namespace(namespace)
+    X_xp = xp.asarray(X_small, device=device)
+    expected = _four_epochs(activation=activation, output="concat").fit(X_small)
+    model = _four_epochs(activation=activation, output="concat").fit(X_xp)
+    for name in AB:
+        for mine, theirs in zip(
+            model.coefs_[name] + model.intercepts_[name],
+            expected.coefs_[name] + expected.intercepts_[name],
+        ):
+            assert _namespace_name(mine) == namespace
+            assert mine.device == X_xp.device
+            scale = np.abs(theirs).max()
+            np.testing.assert_allclose(
+                _to_numpy(mine), theirs, rtol=1e-8, atol=1e-8 * scale
+            )
+    assert _namespace_name(model.canonical_correlations_) == namespace
+    np.testing.assert_allclose(
+        _to_numpy(model.canonical_correlations_),
+        expected.canonical_correlations_,
+        rtol=1e-8,
+    )
+    Z = model.transform(X_xp)
+    assert _namespace_name(Z) == namespace and Z.device == X_xp.device
+    np.testing.assert_allclose(
+        _to_numpy(Z), expected.transform(X_small), rtol=1e-8, atol=1e-8
+    )
+    assert model.score(X_xp) == pytest.approx(expected.score(X_small), rel=1e-8)
+    assert model.loss_curve_ == pytest.approx(expected.loss_curve_, rel=1e-8)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("namespace", NAMESPACES[1:])
+def test_namespace_float32_early_stopping_missing_rows_and_pickle(
+    X_small, namespace, dispatch
+):
+    """The default float32 in a namespace: weights float32 there, output in
+    X's dtype; early stopping, a modality missing in some rows (the final
+    linear CCA runs on the host, which takes them) and partial_fit after a
+    pickle round trip all stay in the namespace."""
+    xp, device = _namespace(namespace)
+    X = X_small.copy()
+    X[:30, 3:] = np.nan
+    X32 = xp.asarray(X.astype(np.float32), device=device)
+    model = _small(early_stopping=True, max_iter=6).fit(X32)
+    assert model.coefs_["a"][0].dtype == xp.float32
+    assert _namespace_name(model.coefs_["b"][1]) == namespace
+    assert len(model.validation_scores_) == model.n_iter_
+    Z = model.transform(X32)
+    assert Z.dtype == xp.float32 and Z.device == X32.device
+    Z = _to_numpy(Z)
+    assert np.isfinite(Z).all()  # "mean" of the present modalities
+    assert model.n_samples_seen_ == 300
+    # Same fit in numpy: float32 rounding apart, the same network.
+    expected = _small(early_stopping=True, max_iter=6).fit(X.astype(np.float32))
+    np.testing.assert_allclose(
+        _to_numpy(model.coefs_["a"][0]), expected.coefs_["a"][0], atol=1e-4
+    )
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(_to_numpy(restored.transform(X32)), Z)
+    restored.partial_fit(X32)
+    assert _namespace_name(restored.coefs_["a"][0]) == namespace
+    assert restored.n_iter_ == model.n_iter_ + 1
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_transform_refuses_another_namespace_and_warm_start_moves(X_small, dispatch):
+    torch = pytest.importorskip("torch")
+    model = _small(warm_start=True).fit(torch.asarray(X_small))
+    with pytest.raises(ValueError, match="must use the same namespace"):
+        model.transform(X_small)
+    # A warm start on numpy data moves the encoders to numpy and continues.
+    before = model.coefs_["a"][0].numpy().copy()
+    model.fit(X_small)
+    assert isinstance(model.coefs_["a"][0], np.ndarray)
+    assert model.n_iter_ == 10
+    assert not np.allclose(model.coefs_["a"][0], before)
+
+
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
+def test_cosine_learning_rate_follows_half_a_cosine(X_small, capsys):
+    """The rate of each epoch's last step (printed), against the formula:
+    300 rows in batches of 60 are 5 steps an epoch, the last at 4/5."""
+    model = _small(learning_rate="cosine", batch_size=60, max_iter=4, verbose=1)
+    model.fit(X_small)
+    rates = [
+        float(line.split("learning rate ")[1].split(",")[0])
+        for line in capsys.readouterr().out.splitlines()
+    ]
+    done = (np.arange(4) + 0.8) / 4
+    expected = 1e-3 * 0.5 * (1 + np.cos(np.pi * done))
+    assert rates == pytest.approx(expected, rel=0.006)  # printed to 3 digits
+    # partial_fit after it steps at learning_rate_init again, not at ~0.
+    assert model._optimizer.learning_rate == 1e-3
+    # max_iter is the schedule's end, not a failure to converge (no warning,
+    # which this test turns into an error); other schedules still warn.
+    with pytest.warns(ConvergenceWarning, match="max_iter=4"):
+        _small(batch_size=60, max_iter=4).fit(X_small)
