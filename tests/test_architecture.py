@@ -33,8 +33,14 @@ NUMERICAL = {
     "skcrossmodal._shared_space",
 }
 # Private helpers the core may use, none with an estimator in it: Dask chunk
-# sums, the counted one-BLAS-thread limit, the memory check.
-CORE_HELPERS = {"skcrossmodal._dask", "skcrossmodal._threads", "skcrossmodal._memory"}
+# sums, the counted one-BLAS-thread limit, the memory check, the exception
+# classes.
+CORE_HELPERS = {
+    "skcrossmodal._dask",
+    "skcrossmodal._threads",
+    "skcrossmodal._memory",
+    "skcrossmodal.exceptions",
+}
 
 
 def module_name(path):
