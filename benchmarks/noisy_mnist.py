@@ -36,7 +36,9 @@ by 5-fold held-out canonical correlation on the training pairs, no labels; one
 fit per K, since the choice depends on K), ``linear-grid`` (``linear`` once per
 value of ``--cv-regs``: the downstream error of every candidate, to put the
 chosen one beside ``reg="auto"`` and the best fixed value), ``kernel``
-(``Nystroem`` per view, then :class:`SharedProjection`) and ``deep``
+(``Nystroem`` per view, then :class:`SharedProjection`), ``kernel-cv`` (the
+same with :class:`SharedProjectionCV` choosing the ridge among ``--cv-regs``,
+once at the largest K) and ``deep``
 (:class:`DeepSharedProjection`). The linear and kernel projections are nested
 (the top-K components of the closed form do not depend on K), so they are
 fitted once at the largest K and truncated; the deep model is trained once
@@ -180,12 +182,12 @@ def linear_reg_model(reg):
     return make
 
 
-def kernel_model(k, args):
+def kernel_model(k, args, cross_validated=False):
     from sklearn.compose import ColumnTransformer
     from sklearn.kernel_approximation import Nystroem
     from sklearn.pipeline import make_pipeline
 
-    from skcrossmodal import SharedProjection
+    from skcrossmodal import SharedProjection, SharedProjectionCV
 
     def branch(seed):
         return Nystroem(
@@ -196,13 +198,22 @@ def kernel_model(k, args):
         [(name, branch(i), MODALITIES[name]) for i, name in enumerate(MODALITIES)]
     )
     width = args.nystroem
-    projection = SharedProjection(
-        k,
-        modalities={"view1": slice(0, width), "view2": slice(width, 2 * width)},
-        reg="auto",
-        output="view1",
-    )
+    modalities = {"view1": slice(0, width), "view2": slice(width, 2 * width)}
+    if cross_validated:
+        projection = SharedProjectionCV(
+            args.cv_regs, n_components=k, modalities=modalities, cv=5, output="view1"
+        )
+    else:
+        projection = SharedProjection(
+            k, modalities=modalities, reg="auto", output="view1"
+        )
     return make_pipeline(features, projection)
+
+
+def kernel_cv_model(k, args):
+    """``kernel`` with the ridge chosen by SharedProjectionCV among
+    ``--cv-regs`` (fitted once at the largest K, like ``kernel``)."""
+    return kernel_model(k, args, cross_validated=True)
 
 
 def deep_model(k, args):
@@ -265,7 +276,7 @@ def _backend(args):
 def evaluate(name, make, ks, data, args):
     """Fit per K (or once at the largest K when the components nest)."""
     X_train = data["train"][0]
-    nested = name == "kernel" or name.startswith("linear ") or name == "linear"
+    nested = name in ("linear", "kernel", "kernel-cv") or name.startswith("linear ")
     rows = []
     fits = [(max(ks), ks)] if nested else [(k, [k]) for k in ks]
     for k_fit, k_eval in fits:
@@ -422,6 +433,7 @@ def main(argv=None):
         "linear": linear_model,
         "linear-cv": linear_cv_model,
         "kernel": kernel_model,
+        "kernel-cv": kernel_cv_model,
         "deep": deep_model,
     }
     for reg in args.cv_regs:
