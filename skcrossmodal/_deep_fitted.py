@@ -29,6 +29,7 @@ from sklearn.externals.array_api_compat import device as array_device
 from ._base import check_finite_blocks, validate_modal_data
 from ._deep_mlp import Encoder
 from ._deep_train import build_encoders, encode, take_rows
+from ._memory import check_allocation
 from ._namespace import accumulation_dtype, to_namespace, to_numpy
 from .projection import SharedProjection
 
@@ -84,6 +85,7 @@ class DeepFittedMixin:
                 "hidden_layer_sizes must be positive integers, got "
                 f"{self.hidden_layer_sizes!r}."
             )
+        self._check_network_memory(hidden)
         present = to_numpy(present)
         rows = {
             name: np.flatnonzero(present[:, position])
@@ -101,6 +103,23 @@ class DeepFittedMixin:
         )
         self._set_parameters(encoders)
         self._optimizer = None
+
+    def _check_network_memory(self, hidden):
+        """Refuse, naming hidden_layer_sizes, encoders that cannot fit: the
+        weights, their gradients and Adam's two moments (four copies), plus
+        one batch's activations and their gradients."""
+        itemsize = np.dtype(self.dtype).itemsize
+        n_weights, n_activations = 0, 0
+        for columns in self.modalities_.values():
+            widths = [len(columns), *hidden, self.n_components]
+            n_weights += sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+            n_activations += sum(widths)
+        batch = 256 if self.batch_size == "auto" else self.batch_size
+        check_allocation(
+            itemsize * (4 * n_weights + 2 * batch * n_activations),
+            f"hidden_layer_sizes={self.hidden_layer_sizes!r}",
+            "Use narrower or fewer hidden layers (or a smaller batch_size).",
+        )
 
     def _set_parameters(self, encoders):
         self.coefs_ = {name: e.coefs for name, e in encoders.items()}

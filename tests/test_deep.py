@@ -496,3 +496,22 @@ def test_cosine_learning_rate_follows_half_a_cosine(X_small, capsys):
     # which this test turns into an error); other schedules still warn.
     with pytest.warns(ConvergenceWarning, match="max_iter=4"):
         _small(batch_size=60, max_iter=4).fit(X_small)
+
+
+def test_encoders_wider_than_memory_are_refused_naming_the_parameter():
+    # Two hidden layers of a million units: 4e12 weights per modality. Refused
+    # before anything is allocated, naming the parameter (numpy's own
+    # MemoryError names a shape, and a request just under the machine's
+    # memory would be granted and swap).
+    X = np.random.default_rng(0).normal(size=(50, 6))
+    before = X.copy()
+    model = DeepSharedProjection(
+        2,
+        modalities={"a": slice(0, 3), "b": slice(3, 6)},
+        hidden_layer_sizes=(10**6, 10**6),
+        max_iter=1,
+    )
+    with pytest.raises(MemoryError, match=r"hidden_layer_sizes=\(1000000, 1000000\)"):
+        model.fit(X)
+    np.testing.assert_array_equal(X, before)
+    assert not hasattr(model, "coefs_")
