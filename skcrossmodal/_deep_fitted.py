@@ -85,7 +85,7 @@ class DeepFittedMixin:
                 "hidden_layer_sizes must be positive integers, got "
                 f"{self.hidden_layer_sizes!r}."
             )
-        self._check_network_memory(hidden)
+        self._check_network_memory(hidden, X.shape[0])
         present = to_numpy(present)
         rows = {
             name: np.flatnonzero(present[:, position])
@@ -104,7 +104,7 @@ class DeepFittedMixin:
         self._set_parameters(encoders)
         self._optimizer = None
 
-    def _check_network_memory(self, hidden):
+    def _check_network_memory(self, hidden, n_rows):
         """Refuse, naming hidden_layer_sizes, encoders that cannot fit: the
         weights, their gradients and Adam's two moments (four copies), plus
         one batch's activations and their gradients."""
@@ -114,9 +114,8 @@ class DeepFittedMixin:
             widths = [len(columns), *hidden, self.n_components]
             n_weights += sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
             n_activations += sum(widths)
-        batch = 256 if self.batch_size == "auto" else self.batch_size
         check_allocation(
-            itemsize * (4 * n_weights + 2 * batch * n_activations),
+            itemsize * (4 * n_weights + 2 * self._batch_size(n_rows) * n_activations),
             f"hidden_layer_sizes={self.hidden_layer_sizes!r}",
             "Use narrower or fewer hidden layers (or a smaller batch_size).",
         )

@@ -17,6 +17,7 @@ from numbers import Integral
 import numpy as np
 
 from ._dask import accumulate_dask_rows, is_dask_collection
+from ._numpy_sums import raise_overflow
 
 
 def split_targets(splits, n_rows):
@@ -80,11 +81,7 @@ def merge_all_or_none(sums, batch):
         with np.errstate(over="ignore", invalid="ignore"):
             diagonals = mine._diagonals() + theirs._diagonals()
         if not np.isfinite(diagonals).all():
-            raise ValueError(
-                "The sums over X overflowed: its values (or their squares) are "
-                "too large for the accumulation dtype. Rescale X (e.g. with "
-                "StandardScaler) first; the statistics are unchanged."
-            )
+            raise_overflow()
     for mine, theirs in zip(sums, batch):
         mine.merge(theirs)
 
