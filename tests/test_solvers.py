@@ -269,3 +269,48 @@ def test_partial_is_deterministic(partial_everywhere):
     second = _solvers.solve(covariance.copy(), blocks, 4, ["a", "b", "c"])
     np.testing.assert_array_equal(first[0], second[0])
     np.testing.assert_array_equal(first[1], second[1])
+
+
+@pytest.mark.parametrize("singular", [False, True])
+def test_whitener_applies_its_matrix(singular):
+    # Cholesky whiteners are applied by triangular solves and never formed;
+    # each operation must equal the product with the dense W it stands for,
+    # and W^T C W = I on the kept directions (eigh whitener for a singular
+    # block, whose repeated column leaves rank 59).
+    covariance, blocks = _problem(7, [60, 50], n_signals=3)
+    block = covariance[blocks[0], blocks[0]].copy()
+    if singular:
+        block[:, 0] = block[:, 1]
+        block[0, :] = block[1, :]
+    white = _solvers._whitening(block)
+    dense = white.toarray()
+    assert (white.factor is None) is singular
+    assert dense.shape == (60, 59 if singular else 60)
+    np.testing.assert_allclose(dense.T @ block @ dense, np.eye(white.rank), atol=1e-9)
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((60, 7))
+    V = rng.standard_normal((white.rank, 7))
+    np.testing.assert_allclose(white.left(A), dense.T @ A, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(white.right(A.T), A.T @ dense, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(white.apply(V), dense @ V, rtol=1e-10, atol=1e-12)
+
+
+def test_whitened_blocks_is_the_whitened_matrix():
+    # The block operator (blocks above the diagonal only) multiplies like the
+    # dense whitened matrix and has its spectrum; the reference whitens by
+    # eigh, a different W with the same eigenvalues (W differs by a rotation
+    # within each block).
+    covariance, blocks = _problem(9, [70, 40, 55], n_signals=4)
+    whiteners = [_solvers._whitening(covariance[b, b]) for b in blocks]
+    operator = _solvers._WhitenedBlocks.from_covariance(covariance, blocks, whiteners)
+    dense = operator.toarray()
+    assert operator.shape == dense.shape == (165, 165)
+    np.testing.assert_allclose(dense, dense.T, rtol=0, atol=0)
+    rows = np.random.default_rng(1).standard_normal((6, 165))
+    np.testing.assert_allclose(rows @ operator, rows @ dense, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        np.linalg.eigvalsh(dense),
+        np.linalg.eigvalsh(_whitened(covariance, blocks)),
+        rtol=0,
+        atol=1e-10,
+    )
