@@ -56,14 +56,21 @@ def check_pair_counts(counts, names):
         )
 
 
-def block_covariance(acc):
-    """The :class:`BlockCovariance` of an accumulator's sums (see module doc)."""
+def block_covariance(acc, consume=False):
+    """The :class:`BlockCovariance` of an accumulator's sums (see module doc).
+
+    With ``consume``, numpy sums without fourth moments (which Ledoit-Wolf
+    reads from the Gram) build the covariance in the Gram's buffer.
+    """
     check_pair_counts(acc.pair_rows, acc.names)
     owner = acc.block_of_column
     if isinstance(acc.gram, np.ndarray):
         counts = acc.pair_counts
         delta = acc.sum_given[np.arange(len(owner)), owner] / np.diag(counts)[owner]
-        covariance = _numpy_covariance(acc.gram, acc.sum_given, counts, owner, delta)
+        out = acc.gram if consume and not acc.fourth_moments else None
+        covariance = _numpy_covariance(
+            acc.gram, acc.sum_given, counts, owner, delta, out=out
+        )
         counts = counts.copy()
     else:
         covariance, delta = _xp_covariance(acc, owner)
@@ -113,17 +120,19 @@ def _constant_columns_zeroed(covariance, mean):
     return covariance * keep[:, None] * keep[None, :]
 
 
-def _numpy_covariance(gram_upper, sum_given, counts, owner, delta):
+def _numpy_covariance(gram_upper, sum_given, counts, owner, delta, out=None):
     """The covariance built a band of rows at a time.
 
     ``gram_upper`` has its upper triangle filled (BLAS ``syrk``). Each band
     computes its entries on and above the diagonal and mirrors them below, so
     the result is exactly symmetric and the only memory besides it is one
     band (about 4 MB): ``D x D`` temporaries would cost ``8 D^2`` bytes each,
-    800 MB at ``D = 10 000``.
+    800 MB at ``D = 10 000``. ``out`` may be ``gram_upper`` itself: a band is
+    copied before its rows are written, and its mirror goes below the
+    diagonal, which no later band reads.
     """
     n_columns = len(owner)
-    covariance = np.empty((n_columns, n_columns))
+    covariance = np.empty((n_columns, n_columns)) if out is None else out
     band = max(16, _BAND_BYTES // (8 * n_columns))
     # Every row carries every modality (the common case): one divisor N and
     # S[i, l] = N delta_i for every l, so the entry is G / N - delta delta^T,

@@ -25,6 +25,7 @@ import contextlib
 import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
+from scipy.linalg.blas import dtrsm
 
 from ._conventions import equilibration_factors, finish
 from ._threads import one_blas_thread
@@ -458,9 +459,9 @@ class _Whitener:
     """``W`` with ``W^T C W = I`` for one modality's block ``C``.
 
     Either ``W = U^-1`` for ``C``'s Cholesky factor ``U`` (``C = U^T U``),
-    applied by triangular solves and never formed (half the flops of a
-    product with a dense ``W``, and no inverse to compute), or a dense
-    ``W``.
+    applied by triangular solves (BLAS ``trsm``, in place on a Fortran-ordered
+    operand) and never formed (half the flops of a product with a dense
+    ``W``, and no inverse to compute), or a dense ``W``.
     """
 
     def __init__(self, *, factor=None, dense=None):
@@ -470,23 +471,25 @@ class _Whitener:
     def rank(self):
         return (self.factor if self.dense is None else self.dense).shape[1]
 
-    def left(self, A):
-        """``W^T A``."""
+    def left(self, A, *, overwrite=False):
+        """``W^T A`` (in ``A``'s buffer if ``overwrite`` and it is
+        Fortran-ordered)."""
         if self.dense is not None:
             return self.dense.T @ A
-        return linalg.solve_triangular(self.factor, A, trans="T", check_finite=False)
+        return dtrsm(1.0, self.factor, A, trans_a=1, overwrite_b=overwrite)
 
-    def right(self, A):
-        """``A W``."""
+    def right(self, A, *, overwrite=False):
+        """``A W`` (in ``A``'s buffer if ``overwrite`` and it is
+        Fortran-ordered)."""
         if self.dense is not None:
             return A @ self.dense
-        return self.left(A.T).T
+        return dtrsm(1.0, self.factor, A, side=1, overwrite_b=overwrite)
 
     def apply(self, V):
         """``W V``."""
         if self.dense is not None:
             return self.dense @ V
-        return linalg.solve_triangular(self.factor, V, check_finite=False)
+        return dtrsm(1.0, self.factor, V)
 
     def toarray(self):
         """``W`` itself."""
@@ -504,11 +507,13 @@ def _whitening(block_covariance):
     its Cholesky factor, four times cheaper than an eigendecomposition; any
     other block by ``V_r diag(s_r)^-1/2`` over the eigenpairs above
     ``d * eps`` of the largest. Which W is used does not change the
-    solution: the decomposition that follows is invariant to it.
+    solution: the decomposition that follows is invariant to it. The block
+    is copied once (Fortran order), and LAPACK factors it in that copy.
     """
-    factor, info = lapack.dpotrf(block_covariance, lower=0, clean=1)
+    work = np.array(block_covariance, order="F")
+    norm = lapack.dlange("1", work)
+    factor, info = lapack.dpotrf(work, lower=0, clean=1, overwrite_a=1)
     if info == 0:
-        norm = np.abs(block_covariance).sum(axis=0).max()
         rcond, info = lapack.dpocon(factor, norm)
         if info == 0 and rcond > _CHOLESKY_MIN_RCOND:
             return _Whitener(factor=factor)
@@ -549,8 +554,10 @@ class _WhitenedBlocks:
         cross = {}
         for m, (block_m, white_m) in enumerate(zip(blocks, whiteners)):
             for l in range(m + 1, len(blocks)):
-                inner = whiteners[l].right(regularised[block_m, blocks[l]])
-                cross[m, l] = np.ascontiguousarray(white_m.left(inner))
+                # One Fortran-ordered copy of C_ml, whitened in place.
+                block = np.array(regularised[block_m, blocks[l]], order="F")
+                block = white_m.left(block, overwrite=True)
+                cross[m, l] = whiteners[l].right(block, overwrite=True)
         return cls(cross, offsets, whiteners)
 
     def _part(self, m):

@@ -137,14 +137,15 @@ class SharedSpaceMixin(TransformerMixin):
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
-    def _fit_closed_form(self, accumulator, reg):
+    def _fit_closed_form(self, accumulator, reg, *, consume=False):
         """The closed form from ``accumulator``'s statistics with ``reg`` (a
         number, ``"auto"`` or a dict), then the fitted attributes, set
-        together at the end (``SharedProjection`` and its CV refit alike)."""
+        together at the end (``SharedProjection`` and its CV refit alike).
+        ``consume``: the accumulator is not kept (see ``finalize``)."""
         names = list(self.modalities_)
         blocks = accumulator.blocks
         with solver_threads(len(accumulator.columns)):
-            stats = accumulator.finalize()
+            stats = accumulator.finalize(consume=consume)
             loadings = LoadingsSource(stats.covariance, blocks)
             solution = solve_statistics(
                 stats,

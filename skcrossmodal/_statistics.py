@@ -223,6 +223,8 @@ class CovarianceAccumulator(NumpyBatchSums):
         Atomic: on overflow (or a different shift or namespace) it raises and
         leaves this accumulator unchanged.
         """
+        self._check_not_consumed()
+        other._check_not_consumed()
         if other.gram is None:
             return self
         if self.gram is not None:
@@ -330,6 +332,7 @@ class CovarianceAccumulator(NumpyBatchSums):
         -------
         self
         """
+        self._check_not_consumed()
         self.check_compatible(X, method="update")
         xp = get_array_namespace(X)
         if sparse.issparse(X):
@@ -389,15 +392,35 @@ class CovarianceAccumulator(NumpyBatchSums):
 
     # -- results ------------------------------------------------------------
 
-    def finalize(self):
-        """Return the means and pairwise-complete covariance (non-destructive:
-        more rows may be added afterwards).
+    def finalize(self, *, consume=False):
+        """Return the means and pairwise-complete covariance.
+
+        Parameters
+        ----------
+        consume : bool, default=False
+            False: non-destructive, more rows may be added afterwards. True
+            (a one-shot ``fit``): for numpy sums without fourth moments, the
+            covariance is built in the Gram's own buffer instead of a second
+            ``D x D`` array (less memory, and no fresh pages to fault in), and
+            the accumulator cannot be used afterwards.
 
         Returns
         -------
         BlockCovariance
             In the accumulator's namespace and on its device.
         """
+        self._check_not_consumed()
         if self.gram is None:
             check_pair_counts(self.pair_rows, self.names)
-        return block_covariance(self)
+        stats = block_covariance(self, consume=consume)
+        self._consumed = (
+            consume and isinstance(self.gram, np.ndarray) and not self.fourth_moments
+        )
+        return stats
+
+    def _check_not_consumed(self):
+        if getattr(self, "_consumed", False):
+            raise RuntimeError(
+                "This accumulator's Gram was turned into a covariance by "
+                "finalize(consume=True); it holds no sums any more."
+            )

@@ -338,7 +338,8 @@ class SharedProjection(
             if self.solver == "gradient":
                 return fit_deprecated_gradient(self, X, sample_weight)
             accumulator = self._accumulate(X, None, sample_weight)
-            return self._solve(accumulator)
+            # fit keeps no accumulator: its Gram may become the covariance.
+            return self._solve(accumulator, consume=True)
 
     @available_if(lambda self: self._check_partial_fit_solver())
     @_fit_context(prefer_skip_nested_validation=True)
@@ -481,10 +482,10 @@ class SharedProjection(
             self.modalities_, self.n_features_in_, fourth_moments=any_auto(self.reg)
         )
 
-    def _solve(self, accumulator):
+    def _solve(self, accumulator, *, consume=False):
         """The closed form from ``accumulator``'s statistics (one pass)."""
         self._mark_closed_form()
-        return self._fit_closed_form(accumulator, self.reg)
+        return self._fit_closed_form(accumulator, self.reg, consume=consume)
 
     def _mark_closed_form(self):
         """A closed form is one pass, with no gradient-solver attributes."""
