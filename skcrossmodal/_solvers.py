@@ -578,12 +578,15 @@ class _WhitenedBlocks:
         return dense
 
     def weights(self, vectors):
-        """The weights ``blockdiag(W_m) V`` of whitened vectors ``V``."""
-        return np.vstack(
-            [
-                white.apply(vectors[self._part(m)])
-                for m, white in enumerate(self.whiteners)
-            ]
+        """The weights ``blockdiag(W_m) V`` of whitened vectors ``V``,
+        C-ordered (as a pickled copy is, so both project bit-identically)."""
+        return np.ascontiguousarray(
+            np.vstack(
+                [
+                    white.apply(vectors[self._part(m)])
+                    for m, white in enumerate(self.whiteners)
+                ]
+            )
         )
 
 

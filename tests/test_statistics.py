@@ -481,3 +481,34 @@ def test_a_rejected_batch_leaves_the_statistics_exactly_as_they_were(
     with pytest.raises(ValueError, match=BAD_ROWS[kind]):
         acc.update(convert(namespace, X), sample_weight=weights)
     assert_same_state(before, snapshot(acc))
+
+
+@pytest.mark.parametrize("missing", [False, True], ids=["complete", "missing"])
+@pytest.mark.parametrize("constant", [False, True])
+def test_consuming_finalize_equals_the_kept_one(missing, constant):
+    # fit builds the covariance in the Gram's own buffer; the result must be
+    # the non-destructive one bit for bit (same band arithmetic), with a
+    # constant column (whose row and column are zeroed afterwards) too, and
+    # the consumed accumulator must refuse to be used again.
+    X = make_data(800, missing=missing, seed=3)
+    if constant:
+        X[:, 4] = np.where(np.isnan(X[:, 4]), np.nan, 2.5)  # column of "c"
+    kept = accumulate("numpy", [X[:300], X[300:]]).finalize()
+    acc = accumulate("numpy", [X[:300], X[300:]])
+    consumed = acc.finalize(consume=True)
+    np.testing.assert_array_equal(consumed.covariance, kept.covariance)
+    np.testing.assert_array_equal(consumed.mean, kept.mean)
+    for use in (acc.finalize, lambda: acc.update(X[:5]), lambda: acc.merge(acc)):
+        with pytest.raises(RuntimeError, match="consume=True"):
+            use()
+
+
+def test_consume_keeps_the_gram_that_ledoit_wolf_reads():
+    # With fourth moments (reg="auto") the Gram is read again after the
+    # covariance: consume must leave it alone.
+    X = make_data(600, missing=False, seed=4)
+    acc = accumulate("numpy", [X], fourth_moments=True)
+    gram = acc.gram.copy()
+    acc.finalize(consume=True)
+    np.testing.assert_array_equal(acc.gram, gram)
+    acc.update(X[:10])  # still usable
