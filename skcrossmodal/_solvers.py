@@ -43,7 +43,11 @@ def solver_threads(n_features):
     The solve alternates between numpy's and scipy's OpenBLAS (two thread
     pools) on matrices of a few hundred rows, where a second thread only adds
     hand-offs (measurements on the benchmarks page); above
-    ``_ONE_THREAD_MAX_FEATURES`` the eigensolver gains from more threads.
+    ``_ONE_THREAD_MAX_FEATURES`` the whitening (``trsm`` on whole blocks) and
+    LAPACK's full reduction gain from more threads, while the partial
+    eigensolvers (narrow products, decompositions of a few hundred rows)
+    still run on one thread: on two cores a second thread made them two to
+    five times slower (``_top_eigenpairs``, ``_top_singular_triplets``).
     Safe under concurrency (:func:`~._threads.one_blas_thread`).
     """
     if n_features >= _ONE_THREAD_MAX_FEATURES:
@@ -191,9 +195,10 @@ def solve_svd(regularised, blocks, n_components, names):
         )
     operator = _WhitenedBlocks.from_covariance(regularised, blocks, whiteners)
     if len(blocks) == 2:
-        left, singular, right_t = _top_singular_triplets(
-            operator.cross[0, 1], n_components
-        )
+        with one_blas_thread():  # small decompositions (solver_threads)
+            left, singular, right_t = _top_singular_triplets(
+                operator.cross[0, 1], n_components
+            )
         weights = operator.weights(np.vstack([left, right_t.T]))
         return _finish(1.0 + singular, weights / np.sqrt(2), blocks)
     values, vectors = _top_eigenpairs_or_full(operator, n_components)
@@ -281,6 +286,12 @@ def _top_eigenpairs(matrix, k):
     says they would not (after two cycles at least): the caller then solves
     in full. ``matrix`` is not modified.
     """
+    # Narrow products and small decompositions: one thread (solver_threads).
+    with one_blas_thread():
+        return _block_krylov(matrix, k)
+
+
+def _block_krylov(matrix, k):
     side = matrix.shape[0]
     block = k + 10
     size = block * (_PARTIAL_DEPTH + 1)
