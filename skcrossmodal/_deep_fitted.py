@@ -100,6 +100,7 @@ class DeepFittedMixin:
             self.n_components,
             self.activation,
             self.dtype,
+            input_scaling=self.input_scaling,
         )
         self._set_parameters(encoders)
         self._optimizer = None

@@ -37,9 +37,11 @@ def take_rows(X, rows):
     return xp.take(X, xp.asarray(rows, device=array_device(X)), axis=0)
 
 
-def input_statistics(X, indices, rows, dtype):
-    """Per-feature mean and standard deviation of X[rows][:, indices], as
-    numpy arrays of ``dtype`` (summed in float64 where the device has it).
+def input_statistics(X, indices, rows, dtype, scaling="feature"):
+    """Per-feature mean and scale of X[rows][:, indices], as numpy arrays of
+    ``dtype`` (summed in float64 where the device has it): each feature's
+    standard deviation (``scaling="feature"``), or one number for the whole
+    block (``"modality"``), the root mean variance of its features.
 
     A constant feature (a constant pixel, say) keeps scale 1: dividing by ~0
     would blow up the rounding noise of a feature that carries nothing.
@@ -53,7 +55,15 @@ def input_statistics(X, indices, rows, dtype):
     block = xp.astype(take_columns(take_rows(X, rows), indices), wide)
     mean = np.asarray(to_numpy(xp.mean(block, axis=0)), dtype=np.float64)
     variance = np.asarray(to_numpy(xp.var(block, axis=0)), dtype=np.float64)
-    std = feature_scales(np, variance, mean)
+    if scaling == "modality":
+        # One "feature" whose variance is the mean variance, judged constant
+        # against the block's largest level.
+        common = feature_scales(
+            np, np.array([variance.mean()]), np.array([np.abs(mean).max()])
+        )
+        std = np.full_like(variance, common[0])
+    else:
+        std = feature_scales(np, variance, mean)
     return mean.astype(dtype), std.astype(dtype)
 
 
@@ -249,12 +259,17 @@ def _copy(array):
     return array_namespace(array).asarray(array, copy=True)
 
 
-def build_encoders(rng, X, modalities, rows, hidden, n_out, activation, dtype):
-    """New encoders in X's namespace and device, weights of ``dtype`` (a name)."""
+def build_encoders(
+    rng, X, modalities, rows, hidden, n_out, activation, dtype, input_scaling="feature"
+):
+    """New encoders in X's namespace and device, weights of ``dtype`` (a name),
+    inputs standardised by ``input_scaling`` (see ``input_statistics``)."""
     xp = array_namespace(X)
     encoders = {}
     for name, indices in modalities.items():
-        shift, scale = input_statistics(X, indices, rows[name], np.float64)
+        shift, scale = input_statistics(
+            X, indices, rows[name], np.float64, input_scaling
+        )
         encoders[name] = Encoder.initialise(
             rng,
             shift,

@@ -85,6 +85,18 @@ class DeepSharedProjection(
         L2 penalty on the weights, ``alpha / (2 * batch rows) * sum ||W||^2``
         per batch, as in ``MLPClassifier``.
 
+    input_scaling : {"feature", "modality"}, default="feature"
+        How each encoder's input is standardised (every feature is centred
+        either way). ``"feature"``: each feature divided by its own standard
+        deviation, as ``StandardScaler`` does; right when a modality mixes
+        units. ``"modality"``: the whole modality divided by one number, the
+        root mean variance of its features, so their relative scales are
+        kept; right for homogeneous features (pixels, spectrogram bins,
+        embeddings), where dividing a nearly constant feature (a border
+        pixel that is almost always 0) by its tiny deviation turns its rare
+        values into outliers. On Noisy MNIST it lowers the test error from
+        3.65 % to 3.22 % (benchmarks page).
+
     reg : float >= 0, default=0.0
         Ridge of the final linear CCA on the outputs (``reg`` of
         :class:`SharedProjection`).
@@ -163,7 +175,9 @@ class DeepSharedProjection(
     input_mean_ : dict of str -> array
         Mean of each input feature, subtracted before the first layer.
     input_scale_ : dict of str -> array
-        Standard deviation of each input feature (1 for constant ones).
+        What each input feature is divided by (``input_scaling``): its
+        standard deviation, or its modality's root mean variance (1 for
+        constant features or modalities).
     shared_projection_ : SharedProjection
         The exact linear CCA fitted on the encoders' outputs (columns
         ``n_components * m`` to ``n_components * (m + 1)`` for modality
@@ -236,6 +250,7 @@ class DeepSharedProjection(
         ],
         "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "input_scaling": [StrOptions({"feature", "modality"})],
         "reg": [Interval(Real, 0, None, closed="left")],
         "output": [str],
         "batch_size": [
@@ -263,6 +278,7 @@ class DeepSharedProjection(
         hidden_layer_sizes=(100,),
         activation="relu",
         alpha=1e-4,
+        input_scaling="feature",
         reg=0.0,
         output="mean",
         batch_size="auto",
@@ -283,6 +299,7 @@ class DeepSharedProjection(
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.alpha = alpha
+        self.input_scaling = input_scaling
         self.reg = reg
         self.output = output
         self.batch_size = batch_size

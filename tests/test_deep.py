@@ -515,3 +515,58 @@ def test_encoders_wider_than_memory_are_refused_naming_the_parameter():
         model.fit(X)
     np.testing.assert_array_equal(X, before)
     assert not hasattr(model, "coefs_")
+
+
+# -- input scaling ----------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("scaling", ["feature", "modality"])
+def test_input_scaling_divides_by_the_documented_deviation(X_small, scaling):
+    # Independent computation: numpy's std per feature, or the root mean
+    # variance of the modality's features, from every training row.
+    model = _small(input_scaling=scaling, dtype="float64").fit(X_small)
+    for name, columns in AB.items():
+        block = X_small[:, columns]
+        np.testing.assert_allclose(model.input_mean_[name], block.mean(axis=0))
+        expected = (
+            block.std(axis=0)
+            if scaling == "feature"
+            else np.full(block.shape[1], np.sqrt(block.var(axis=0).mean()))
+        )
+        np.testing.assert_allclose(model.input_scale_[name], expected, rtol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_input_scaling_is_unit_free_and_keeps_relative_scales(X_small):
+    # Both choices ignore the modality's unit (multiplying all of it by 1e6
+    # changes nothing); only "feature" also ignores one feature's unit, so
+    # "modality" keeps the relative scales of its features.
+    first = next(iter(AB.values()))
+    column = first.start if isinstance(first, slice) else first[0]
+    rescaled_modality = X_small.copy()
+    rescaled_modality[:, first] *= 1e6
+    rescaled_feature = X_small.copy()
+    rescaled_feature[:, column] *= 100.0
+    for scaling in ("feature", "modality"):
+        base = _small(input_scaling=scaling, dtype="float64").fit(X_small)
+        unit = _small(input_scaling=scaling, dtype="float64").fit(rescaled_modality)
+        np.testing.assert_allclose(
+            unit.transform(rescaled_modality),
+            base.transform(X_small),
+            rtol=1e-6,
+            atol=1e-8,
+        )
+        one = _small(input_scaling=scaling, dtype="float64").fit(rescaled_feature)
+        same = np.allclose(
+            one.transform(rescaled_feature),
+            base.transform(X_small),
+            rtol=1e-6,
+            atol=1e-8,
+        )
+        assert same is (scaling == "feature")
+
+
+def test_input_scaling_is_validated(X_small):
+    with pytest.raises(ValueError, match="input_scaling"):
+        _small(input_scaling="pixel").fit(X_small)
