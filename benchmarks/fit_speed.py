@@ -67,21 +67,6 @@ def main():
     print(f"n={args.n}, two modalities of {args.width} features, k={args.k}")
     print(f"BLAS: {blas_info()}")
 
-    # Interleaved, so both see the same background load; the minimum is the
-    # least disturbed run, the median the typical one.
-    model = SharedProjection(args.k, modalities=modalities, reg=1e-3)
-    floor_times, our_times = [], []
-    for _ in range(args.repeats):
-        floor_times += run_times(lambda: X.T @ X, 1)
-        our_times += run_times(lambda: model.fit(X), 1)
-    floor = statistics.median(floor_times)
-    ours = statistics.median(our_times)
-    print(
-        f"ratio of minima {min(our_times) / min(floor_times):.2f}, "
-        f"of medians {ours / floor:.2f} ({args.repeats} interleaved runs)"
-    )
-    rows = [("numpy X.T @ X (floor)", floor), ("skcrossmodal SharedProjection", ours)]
-
     # Streaming the same rows in --batches batches: solving after every
     # batch, and deferring the solve to the last one (solve=False).
     batches = np.array_split(np.arange(args.n), args.batches)
@@ -95,9 +80,31 @@ def main():
             )
         return streamed
 
-    for label, solve_each in [("every batch", True), ("deferred", False)]:
-        seconds = median_time(lambda solve_each=solve_each: stream(solve_each), 1)
-        rows.append((f"partial_fit x{args.batches}, solve {label}", seconds))
+    # Interleaved in a rotating order over the repeats, so every method sees
+    # the same background load; the median is the typical run, the minimum
+    # the least disturbed.
+    model = SharedProjection(args.k, modalities=modalities, reg=1e-3)
+    methods = {
+        "numpy X.T @ X (floor)": lambda: X.T @ X,
+        "skcrossmodal SharedProjection": lambda: model.fit(X),
+        f"partial_fit x{args.batches}, solve deferred": lambda: stream(False),
+        f"partial_fit x{args.batches}, solve every batch": lambda: stream(True),
+    }
+    for method in methods.values():  # warm-up: imports, first touch
+        method()
+    times = {name: [] for name in methods}
+    names = list(methods)
+    for repeat in range(args.repeats):
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            times[name] += run_times(methods[name], 1)
+    floor = statistics.median(times[names[0]])
+    ours = statistics.median(times[names[1]])
+    print(
+        f"ratio of minima {min(times[names[1]]) / min(times[names[0]]):.2f}, "
+        f"of medians {ours / floor:.2f} ({args.repeats} interleaved runs)"
+    )
+    rows = [(name, statistics.median(values)) for name, values in times.items()]
+    mins = {name: min(values) for name, values in times.items()}
 
     if args.n <= args.sklearn_max_n:
         cca = CCA(n_components=args.k, scale=False)
@@ -114,9 +121,13 @@ def main():
             f"{np.round(sk_corr, 6)}"
         )
 
-    print(f"\n{'method':<32}{'seconds':>10}{'x floor':>10}")
+    print(f"\n{'method':<40}{'median s':>10}{'min s':>10}{'x floor':>9}{'x fit':>7}")
     for name, seconds in rows:
-        print(f"{name:<32}{seconds:>10.3f}{seconds / floor:>10.2f}")
+        low = f"{mins[name]:>10.3f}" if name in mins else f"{'':>10}"
+        print(
+            f"{name:<40}{seconds:>10.3f}{low}{seconds / floor:>9.2f}"
+            f"{seconds / ours:>7.2f}"
+        )
 
 
 if __name__ == "__main__":
