@@ -59,7 +59,35 @@ class DeepFittedMixin:
                     f"output={self.output!r} is not 'mean', 'concat' or a "
                     f"modality name; modalities are {names}."
                 )
-        return X, check_finite_blocks(X, self.modalities_)
+        present = check_finite_blocks(X, self.modalities_)
+        self._check_range(X)
+        return X, present
+
+    def _check_range(self, X):
+        """Refuse X whose values the standardisation cannot hold.
+
+        The encoders standardise their input in the device's widest float
+        (``Encoder.forward``): float64 holds any finite float64 X, but where
+        the device has only float32, values beyond ~3.4e38 would become
+        infinite and values below ~1e-31 lose their digits to the subnormal
+        range, and the outputs NaN ("no modality present"). The decision is
+        on X's largest magnitude, relative to that dtype's range.
+        """
+        xp = array_namespace(X)
+        wide = accumulation_dtype(xp, array_device(X))
+        finfo = np.finfo(np.float64 if wide == xp.float64 else np.float32)
+        magnitude = xp.abs(X)
+        magnitude = xp.where(xp.isnan(magnitude), xp.zeros_like(magnitude), magnitude)
+        largest = float(xp.max(magnitude))
+        low, high = float(finfo.smallest_normal / finfo.eps), float(finfo.max)
+        if largest > high or 0 < largest < low:
+            raise ValueError(
+                f"X's values reach {largest:.3g}, outside what {finfo.dtype} "
+                "(this device's widest float, in which the encoders standardise "
+                f"their input) holds with its precision (about {low:.0e} to "
+                f"{high:.1e}). "
+                "Rescale X (e.g. StandardScaler, or multiply it by a constant)."
+            )
 
     def _complete_rows(self, present):
         """Numpy indices of the rows carrying every modality (at least 4)."""

@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.externals.array_api_compat import array_namespace, is_numpy_namespace
 from sklearn.externals.array_api_compat import device as array_device
 
-from ._namespace import to_namespace
+from ._namespace import accumulation_dtype, to_namespace
 
 ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 
@@ -60,9 +60,12 @@ class Encoder:
     """Weights of one modality's MLP and its forward / backward passes.
 
     ``shift`` and ``scale`` standardise the input (per-feature mean and
-    standard deviation of the training rows, scale 1 where a feature is
-    constant), so one learning rate suits modalities of any units. Every
-    array is of one namespace and device, those of the data it trains on.
+    standard deviation of the training rows, or one scale per modality;
+    scale 1 where a feature is constant), so one learning rate suits
+    modalities of any units; they are kept in the device's widest float
+    (float64 where it has one), where the input is standardised before it
+    is cast to the weights' dtype. Every array is of one namespace and
+    device, those of the data it trains on.
     """
 
     def __init__(self, coefs, intercepts, shift, scale, activation):
@@ -94,11 +97,13 @@ class Encoder:
             coefs.append(to_namespace(xp, weights, dtype, device))
             bias = rng.uniform(-bound, bound, fan_out)
             intercepts.append(to_namespace(xp, bias, dtype, device))
+        # The standardisation runs in the device's widest float (see forward).
+        wide = accumulation_dtype(xp, device)
         return cls(
             coefs,
             intercepts,
-            to_namespace(xp, shift, dtype, device),
-            to_namespace(xp, scale, dtype, device),
+            to_namespace(xp, shift, wide, device),
+            to_namespace(xp, scale, wide, device),
             activation,
         )
 
@@ -114,7 +119,11 @@ class Encoder:
         """Output for rows ``X`` (same namespace and device, any float dtype);
         with ``keep`` also every layer's output."""
         xp = self.xp
-        h = (xp.astype(X, self.coefs[0].dtype, copy=False) - self.shift) / self.scale
+        # Standardised in shift's (wide) dtype, then cast: casting X to
+        # float32 first would lose a small spread around a large mean (an
+        # offset of 1e8 leaves steps of 8) and overflow beyond ~3e38.
+        wide = xp.astype(X, self.shift.dtype, copy=False)
+        h = xp.astype((wide - self.shift) / self.scale, self.coefs[0].dtype)
         layers = [h]
         last = len(self.coefs) - 1
         for i, (W, b) in enumerate(zip(self.coefs, self.intercepts)):

@@ -173,7 +173,9 @@ class DeepSharedProjection(
     intercepts_ : dict of str -> list of arrays
         Each modality's bias vectors (same namespace).
     input_mean_ : dict of str -> array
-        Mean of each input feature, subtracted before the first layer.
+        Mean of each input feature, subtracted before the first layer (this
+        and ``input_scale_`` in float64 where the device has it: the input
+        is standardised in that precision, then cast to ``dtype``).
     input_scale_ : dict of str -> array
         What each input feature is divided by (``input_scaling``): its
         standard deviation, or its modality's root mean variance (1 for

@@ -570,3 +570,32 @@ def test_input_scaling_is_unit_free_and_keeps_relative_scales(X_small):
 def test_input_scaling_is_validated(X_small):
     with pytest.raises(ValueError, match="input_scaling"):
         _small(input_scaling="pixel").fit(X_small)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "change",
+    [lambda X: X + 1e8, lambda X: X * 1e40, lambda X: X * 1e-40],
+    ids=["offset 1e8", "units 1e40", "units 1e-40"],
+)
+def test_float32_encoders_standardise_in_float64(X_small, change):
+    # The encoders compute in float32, but X is standardised in float64
+    # first: casting first left steps of 8 around an offset of 1e8 (the
+    # signal gone, silently), and made 1e40 infinite ("no modality present").
+    # Standardised alike, the changed data train like the original.
+    base = _small(dtype="float32").fit(X_small)
+    changed = _small(dtype="float32").fit(change(X_small))
+    np.testing.assert_allclose(
+        changed.transform(change(X_small)), base.transform(X_small), atol=2e-3
+    )
+    assert changed.input_mean_["a"].dtype == np.float64
+
+
+def test_values_beyond_the_standardisation_dtype_are_refused(X_small, monkeypatch):
+    # On a device without float64 (torch MPS) the standardisation runs in
+    # float32: values beyond its range get a clear error, not NaN outputs.
+    import skcrossmodal._deep_fitted as fitted
+
+    monkeypatch.setattr(fitted, "accumulation_dtype", lambda xp, device: xp.float32)
+    with pytest.raises(ValueError, match="float32 .*Rescale X"):
+        _small().fit(X_small * 1e40)
