@@ -512,3 +512,56 @@ def test_consume_keeps_the_gram_that_ledoit_wolf_reads():
     acc.finalize(consume=True)
     np.testing.assert_array_equal(acc.gram, gram)
     acc.update(X[:10])  # still usable
+
+
+IN_ORDER = {"a": np.arange(0, 4), "b": np.arange(4, 7), "c": np.arange(7, 12)}
+
+
+@pytest.mark.parametrize("missing", [False, True], ids=["complete", "missing"])
+@pytest.mark.parametrize(
+    "layout", ["float64 C", "float64 F", "float32 C", "offset 1e8", "weighted"]
+)
+def test_every_layout_of_an_in_order_batch_gives_the_brute_force_answer(
+    missing, layout, small_chunks, monkeypatch
+):
+    # Modalities in column order: a float64 C-ordered batch needs no copy
+    # and is summed by one syrk over all its rows (_optimistic_step), every
+    # other layout in copied chunks; with missing rows both fall back to the
+    # chunked general path. Each must equal the definition, and the whole
+    # batch path must really be the one taken.
+    X = make_data(1100, missing=missing, seed=5)
+    X = np.ascontiguousarray(X[:, np.concatenate(list(MODALITIES.values()))])
+    weights = None
+    if layout == "float64 F":
+        X = np.asfortranarray(X)
+    elif layout == "float32 C":
+        X = X.astype(np.float32)
+    elif layout == "offset 1e8":
+        X = X + 1e8
+    elif layout == "weighted":
+        weights = np.random.default_rng(5).uniform(0.5, 2.0, size=X.shape[0])
+    calls = []
+    syrk = _numpy_sums._syrk_update
+    monkeypatch.setattr(
+        _numpy_sums,
+        "_syrk_update",
+        lambda gram, Z: calls.append(Z.shape[0]) or syrk(gram, Z),
+    )
+    original = X.copy()
+    acc = CovarianceAccumulator(IN_ORDER, N_FEATURES)
+    acc.update(X, sample_weight=weights)
+    np.testing.assert_array_equal(X, original)  # never modified
+    mean, covariance, counts = brute_force(
+        X.astype(np.float64), modalities=IN_ORDER, weights=weights
+    )
+    stats = acc.finalize()
+    scale = np.abs(np.diag(covariance)).max()
+    tolerance = 1e-6 if layout == "float32 C" else 1e-10  # float32 input
+    np.testing.assert_allclose(
+        stats.covariance, covariance, rtol=0, atol=tolerance * scale
+    )
+    np.testing.assert_allclose(stats.counts, counts, rtol=1e-12)
+    whole = layout == "float64 C"
+    if not missing:
+        assert (calls[0] == X.shape[0]) == whole
+        assert len(calls) == (1 if whole else -(-X.shape[0] // 256))
