@@ -6,8 +6,9 @@ arithmetic and why the shift matters). Sparse batches are handed to
 :mod:`._batch_sums`.
 
 Speed. The Gram is formed with BLAS ``syrk`` (half the flops of a general
-product) on row chunks, so the only memory besides X is one chunk and the
-``D x D`` sums. Rows are first assumed complete and finite: each chunk's Gram
+product): in one call over the whole batch when X can be read as it is
+(float64, C-ordered, no shift), else on copied row chunks of about 16 MB,
+so the only memory besides X is one chunk and the ``D x D`` sums. Rows are first assumed complete and finite: each chunk's Gram
 is added, then its column sums are taken by ``gemv`` while it is still in
 cache, and a NaN or infinity shows in them. Only then, if one did, is the
 batch summed again by the general (pairwise-complete) path, so complete
