@@ -17,7 +17,10 @@ shift matters).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from scipy import sparse
 
 from ._modalities import check_finite_blocks
 from ._namespace import array_device, to_numpy
@@ -62,6 +65,59 @@ def sum_sparse_densified(acc, X, weights, step):
         acc._add(np.ascontiguousarray(Z), present, w)
 
 
+def raise_underflow(dtype="float64", columns=None):
+    """The error for features whose spread the float's squares cannot hold."""
+    finfo = np.finfo(dtype)
+    smallest = float(finfo.smallest_normal) / float(finfo.eps)
+    which = "" if columns is None else f" (columns {np.asarray(columns)[:5].tolist()})"
+    raise ValueError(
+        f"Some features of X{which} vary by so little (variance below "
+        f"{smallest:.0e}, values differing by less than {smallest**0.5:.0e}) "
+        f"that their squares fall outside {dtype}'s normal range and lose "
+        "digits or vanish: the answer would be inaccurate. Rescale those "
+        "features (e.g. StandardScaler in their modality's branch, or "
+        "multiply the modality by a constant) and fit again."
+    )
+
+
+def check_spread_representable(xp, head, columns):
+    """Raise on a feature whose first rows differ, but by amounts whose
+    squares the head's float cannot hold (``head``: numpy, scipy sparse or
+    ``xp`` rows, columns in modality order, as ``columns`` names them).
+
+    Below about 1e-162 (float64) the squares are exactly 0: the variance
+    would come out 0 and the feature be taken for a constant (the solve then
+    calls its modality rank-deficient, or drops it), which the solve's
+    variance check (``_closed_form._check_representable``, for spreads down
+    to that point) cannot tell from a real constant. The range of the values
+    can: 0 for a constant column, positive here. Only the first rows are
+    seen (those that choose the shift).
+    """
+    dtype = np.dtype(str(head.dtype).rsplit(".", 1)[-1])
+    finfo = np.finfo(dtype)
+    threshold = (float(finfo.smallest_normal) / float(finfo.eps)) ** 0.5
+    if sparse.issparse(head) or isinstance(head, np.ndarray):
+        with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+            if sparse.issparse(head):
+                head = head.copy()
+                head.data = np.where(np.isfinite(head.data), head.data, 0.0)
+                low = head.min(axis=0).toarray().ravel()
+                high = head.max(axis=0).toarray().ravel()
+            else:
+                low, high = np.nanmin(head, axis=0), np.nanmax(head, axis=0)
+            spread = np.asarray(high - low, dtype=np.float64)
+    else:
+        finite = xp.isfinite(head)
+        infinity = xp.asarray(xp.inf, dtype=head.dtype, device=array_device(head))
+        high = xp.max(xp.where(finite, head, -infinity), axis=0)
+        low = xp.min(xp.where(finite, head, infinity), axis=0)
+        spread = np.asarray(to_numpy(high - low), dtype=np.float64)
+    lost = (spread > 0) & (spread < threshold)
+    if lost.any():
+        raise_underflow(dtype.name, columns[np.flatnonzero(lost)])
+
+
 def xp_batch(acc, X, weights, xp, chunk_bytes):
     dev = array_device(X)
     if not xp.isdtype(X.dtype, "real floating"):
@@ -84,7 +140,9 @@ def xp_batch(acc, X, weights, xp, chunk_bytes):
 
     shift = acc.shift
     if shift is None:
-        shift = _xp_nanmean(xp, next(chunks())[1])
+        head = next(chunks())[1]
+        check_spread_representable(xp, head, acc.columns)
+        shift = _xp_nanmean(xp, head)
     batch = acc._fresh(shift, None, xp, dtype, dev)
     sums = None
     for _, chunk, w in chunks():

@@ -25,6 +25,7 @@ from numbers import Real
 
 import numpy as np
 
+from ._batch_sums import raise_underflow
 from ._conventions import equilibration_factors, finish
 from ._memory import physical_memory
 from ._namespace import array_device, array_namespace, get_array_namespace
@@ -163,7 +164,10 @@ def _check_representable(xp, variances):
     they fall under float64's normal range (1e-308), where digits are lost
     silently (denormals) and the answer would be wrong without any sign.
     Both are judged per feature, on its own variance, so data in any units
-    within those bounds is solved as well as the units 1.
+    within those bounds is solved as well as the units 1. Below ~1e-162 the
+    squares vanish and the variance is 0, as for a constant feature: the
+    accumulator tells the two apart on the first rows it sees
+    (``_batch_sums.check_spread_representable``).
     """
     dtype = variances.dtype
     if not bool(xp.all(xp.isfinite(variances))):
@@ -179,14 +183,7 @@ def _check_representable(xp, variances):
         variances < float(finfo.smallest_normal) / float(finfo.eps)
     )
     if bool(xp.any(lossy)):
-        raise ValueError(
-            "Some features of X vary by so little (variance below "
-            f"{float(finfo.smallest_normal) / float(finfo.eps):.0e}) that "
-            f"their squares fall outside {dtype}'s normal range and lose "
-            "digits: the answer would be inaccurate. Rescale those features "
-            "(e.g. StandardScaler in their modality's branch, or multiply "
-            "the modality by a constant) and fit again."
-        )
+        raise_underflow(str(dtype).rsplit(".", 1)[-1])
 
 
 # D x D float64 arrays alive at the peak of a closed-form fit (the Gram,

@@ -8,11 +8,12 @@ arithmetic and why the shift matters). Sparse batches are handed to
 Speed. The Gram is formed with BLAS ``syrk`` (half the flops of a general
 product): in one call over the whole batch when X can be read as it is
 (float64, C-ordered, no shift), else on copied row chunks of about 16 MB,
-so the only memory besides X is one chunk and the ``D x D`` sums. Rows are first assumed complete and finite: each chunk's Gram
-is added, then its column sums are taken by ``gemv`` while it is still in
-cache, and a NaN or infinity shows in them. Only then, if one did, is the
-batch summed again by the general (pairwise-complete) path, so complete
-finite data pays no extra pass for the NaN check.
+so the only memory besides X is one chunk and the ``D x D`` sums. Rows are
+first assumed complete and finite: the Gram is added, then the column sums
+are taken by ``gemv`` (of each chunk while it is still in cache), and a NaN
+or infinity shows in them. Only then, if one did, is the batch summed again
+by the general (pairwise-complete) path, so complete finite data pays no
+extra pass for the NaN check.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ import numpy as np
 from scipy import sparse
 from scipy.linalg.blas import dgemv, dsyrk
 
-from ._batch_sums import sparse_nan_moments, sum_sparse, sum_sparse_densified
+from ._batch_sums import (
+    check_spread_representable,
+    sparse_nan_moments,
+    sum_sparse,
+    sum_sparse_densified,
+)
 from ._modalities import check_finite_blocks
 
 # Largest |mean| / std seen in the first batch for which the Gram is formed
@@ -93,6 +99,7 @@ class NumpyBatchSums:
                     mean = np.nanmean(head, axis=0)
                     std = np.nanstd(head, axis=0)
         mean = np.where(np.isfinite(mean), mean, 0.0).astype(np.float64)
+        check_spread_representable(np, head, self.columns)
         large = np.abs(mean) > _UNSHIFTED_MAX_RATIO * np.nan_to_num(std)
         if sparse.issparse(X):
             # Unshifted sparse sums are exact; shift only where needed.

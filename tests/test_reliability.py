@@ -15,8 +15,10 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from xp_testing import ARRAY_API_NAMESPACES, dispatch_for, to_xp
 
 from skcrossmodal import SharedProjection
 
@@ -77,6 +79,50 @@ def test_units_float64_cannot_square_are_a_clear_error(factor, match, scale):
     X = make_data() * factor
     with pytest.raises(ValueError, match=match):
         SharedProjection(2, modalities=MODALITIES, scale=scale).fit(X)
+
+
+@pytest.mark.parametrize("exponent", [-150, -160, -170, -200, -300, -320])
+@pytest.mark.parametrize("kind", ["dense", "sparse", "missing", *ARRAY_API_NAMESPACES])
+def test_features_whose_squares_vanish_are_a_clear_error(
+    exponent, kind, scipy_array_api_flag
+):
+    """One modality in units of 10**exponent: from about 1e-146 down its
+    squares lose digits, and below 1e-162 they are exactly 0, so its
+    variance would come out 0 as for a constant (the fit then called the
+    modality rank-deficient, a misleading error, or dropped it). Every
+    input kind must refuse it naming the cause, and leave X as it was."""
+    X = make_data()
+    X[:, 5:] *= 10.0**exponent
+    if kind == "missing":
+        X[:40, 5:] = np.nan
+    original = X.copy()
+    model = SharedProjection(2, modalities=MODALITIES)
+    with pytest.raises(ValueError, match="vary by so little"):
+        if kind == "sparse":
+            model.fit(scipy.sparse.csr_matrix(X))
+        elif kind in ARRAY_API_NAMESPACES:
+            data = to_xp(kind, X)
+            with dispatch_for(kind):
+                model.fit(data)
+        else:
+            model.fit(X)
+    np.testing.assert_array_equal(X, original)
+
+
+@pytest.mark.parametrize("value", [1e-200, -3e-170, 5e-324])
+def test_a_constant_feature_too_small_to_square_is_still_a_constant(value):
+    """What tells the vanishing squares above from a constant: the values
+    differ. A constant of any size gives the fit with that feature zeroed."""
+    X = make_data()
+    zeroed = X.copy()
+    zeroed[:, 7] = 0.0
+    constant = X.copy()
+    constant[:, 7] = value
+    reference = SharedProjection(2, modalities=MODALITIES).fit(zeroed)
+    model = SharedProjection(2, modalities=MODALITIES).fit(constant)
+    np.testing.assert_allclose(
+        model.canonical_correlations_, reference.canonical_correlations_, rtol=1e-8
+    )
 
 
 def _state(model):
