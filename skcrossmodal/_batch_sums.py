@@ -69,7 +69,13 @@ def raise_underflow(dtype="float64", columns=None):
     """The error for features whose spread the float's squares cannot hold."""
     finfo = np.finfo(dtype)
     smallest = float(finfo.smallest_normal) / float(finfo.eps)
-    which = "" if columns is None else f" (columns {np.asarray(columns)[:5].tolist()})"
+    which = (
+        ""
+        if columns is None
+        # Columns of the rows summed: X's, or one modality's block (the
+        # gradient solver sums each modality apart).
+        else f" (columns {np.asarray(columns)[:5].tolist()} of the rows summed)"
+    )
     raise ValueError(
         f"Some features of X{which} vary by so little (variance below "
         f"{smallest:.0e}, values differing by less than {smallest**0.5:.0e}) "

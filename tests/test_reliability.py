@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from xp_testing import ARRAY_API_NAMESPACES, dispatch_for, to_xp
 
-from skcrossmodal import SharedProjection
+from skcrossmodal import GradientSharedProjection, SharedProjection
 
 MODALITIES = {"a": slice(0, 5), "b": slice(5, 9)}
 
@@ -82,7 +82,10 @@ def test_units_float64_cannot_square_are_a_clear_error(factor, match, scale):
 
 
 @pytest.mark.parametrize("exponent", [-150, -160, -170, -200, -300, -320])
-@pytest.mark.parametrize("kind", ["dense", "sparse", "missing", *ARRAY_API_NAMESPACES])
+@pytest.mark.parametrize(
+    "kind",
+    ["dense", "sparse", "missing", "dask", "gradient", *ARRAY_API_NAMESPACES],
+)
 def test_features_whose_squares_vanish_are_a_clear_error(
     exponent, kind, scipy_array_api_flag
 ):
@@ -96,9 +99,16 @@ def test_features_whose_squares_vanish_are_a_clear_error(
     if kind == "missing":
         X[:40, 5:] = np.nan
     original = X.copy()
-    model = SharedProjection(2, modalities=MODALITIES)
+    if kind == "gradient":
+        model = GradientSharedProjection(2, modalities=MODALITIES, random_state=0)
+    else:
+        model = SharedProjection(2, modalities=MODALITIES)
     with pytest.raises(ValueError, match="vary by so little"):
-        if kind == "sparse":
+        if kind == "dask":
+            import dask.array as da
+
+            model.fit(da.from_array(X, chunks=(100, X.shape[1])))
+        elif kind == "sparse":
             model.fit(scipy.sparse.csr_matrix(X))
         elif kind in ARRAY_API_NAMESPACES:
             data = to_xp(kind, X)
