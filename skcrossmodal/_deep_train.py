@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.externals.array_api_compat import array_namespace
 from sklearn.externals.array_api_compat import device as array_device
 
+from ._batch_sums import check_spread_representable
 from ._closed_form import feature_scales
 from ._deep_loss import ey_loss_and_gradients
 from ._deep_mlp import Adam, Encoder
@@ -53,6 +54,10 @@ def input_statistics(X, indices, rows, dtype, scaling="feature"):
     xp = array_namespace(X)
     wide = accumulation_dtype(xp, array_device(X))
     block = xp.astype(take_columns(take_rows(X, rows), indices), wide)
+    # Values differing by less than ~1e-146 have no representable variance
+    # (their squares vanish): refused, as SharedProjection refuses them,
+    # rather than taken for constants (outputs constant: "rank 0").
+    check_spread_representable(xp, block, np.asarray(indices))
     mean = np.asarray(to_numpy(xp.mean(block, axis=0)), dtype=np.float64)
     variance = np.asarray(to_numpy(xp.var(block, axis=0)), dtype=np.float64)
     if scaling == "modality":

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from xp_testing import ARRAY_API_NAMESPACES, dispatch_for, to_xp
 
 from skcrossmodal import GradientSharedProjection, SharedProjection
+from skcrossmodal.deep import DeepSharedProjection
 
 MODALITIES = {"a": slice(0, 5), "b": slice(5, 9)}
 
@@ -84,7 +85,7 @@ def test_units_float64_cannot_square_are_a_clear_error(factor, match, scale):
 @pytest.mark.parametrize("exponent", [-150, -160, -170, -200, -300, -320])
 @pytest.mark.parametrize(
     "kind",
-    ["dense", "sparse", "missing", "dask", "gradient", *ARRAY_API_NAMESPACES],
+    ["dense", "sparse", "missing", "dask", "gradient", "deep", *ARRAY_API_NAMESPACES],
 )
 def test_features_whose_squares_vanish_are_a_clear_error(
     exponent, kind, scipy_array_api_flag
@@ -101,6 +102,10 @@ def test_features_whose_squares_vanish_are_a_clear_error(
     original = X.copy()
     if kind == "gradient":
         model = GradientSharedProjection(2, modalities=MODALITIES, random_state=0)
+    elif kind == "deep":
+        model = DeepSharedProjection(
+            2, modalities=MODALITIES, hidden_layer_sizes=(4,), max_iter=1
+        )
     else:
         model = SharedProjection(2, modalities=MODALITIES)
     with pytest.raises(ValueError, match="vary by so little"):
