@@ -86,10 +86,11 @@ def raise_underflow(dtype="float64", columns=None):
     )
 
 
-def check_spread_representable(xp, head, columns):
+def check_spread_representable(xp, head, columns, dtype=None):
     """Raise on a feature whose first rows differ, but by amounts whose
-    squares the head's float cannot hold (``head``: numpy, scipy sparse or
-    ``xp`` rows, columns in modality order, as ``columns`` names them).
+    squares ``dtype`` (the accumulation dtype; default the head's) cannot
+    hold (``head``: numpy, scipy sparse or ``xp`` rows, columns in modality
+    order, as ``columns`` names them).
 
     Below about 1e-162 (float64) the squares are exactly 0: the variance
     would come out 0 and the feature be taken for a constant (the solve then
@@ -99,7 +100,11 @@ def check_spread_representable(xp, head, columns):
     can: 0 for a constant column, positive here. Only the first rows are
     seen (those that choose the shift).
     """
-    dtype = np.dtype(str(head.dtype).rsplit(".", 1)[-1])
+    dtype = head.dtype if dtype is None else dtype
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:  # another namespace's dtype: "torch.float64"
+        dtype = np.dtype(str(dtype).rsplit(".", 1)[-1])
     finfo = np.finfo(dtype)
     threshold = (float(finfo.smallest_normal) / float(finfo.eps)) ** 0.5
     if sparse.issparse(head) or isinstance(head, np.ndarray):

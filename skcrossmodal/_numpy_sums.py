@@ -99,7 +99,8 @@ class NumpyBatchSums:
                     mean = np.nanmean(head, axis=0)
                     std = np.nanstd(head, axis=0)
         mean = np.where(np.isfinite(mean), mean, 0.0).astype(np.float64)
-        check_spread_representable(np, head, self.columns)
+        # Sums are float64 whatever X's float (chunks are converted).
+        check_spread_representable(np, head, self.columns, np.float64)
         large = np.abs(mean) > _UNSHIFTED_MAX_RATIO * np.nan_to_num(std)
         if sparse.issparse(X):
             # Unshifted sparse sums are exact; shift only where needed.

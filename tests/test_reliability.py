@@ -124,6 +124,20 @@ def test_features_whose_squares_vanish_are_a_clear_error(
     np.testing.assert_array_equal(X, original)
 
 
+@pytest.mark.parametrize("exponent", [-20, -30, -36])
+def test_float32_input_in_small_units_is_judged_in_the_float64_sums(exponent):
+    """float32 X is summed in float64: values of 1e-36, whose float32 squares
+    would vanish, square fine there, so the fit is that of units 1."""
+    X = make_data()
+    small = (X * 10.0**exponent).astype(np.float32)
+    model = SharedProjection(2, modalities=MODALITIES).fit(small)
+    np.testing.assert_allclose(
+        model.canonical_correlations_,
+        reference_correlations(small.astype(np.float64) * 10.0**-exponent),
+        rtol=1e-9,
+    )
+
+
 @pytest.mark.parametrize("value", [1e-200, -3e-170, 5e-324])
 def test_a_constant_feature_too_small_to_square_is_still_a_constant(value):
     """What tells the vanishing squares above from a constant: the values
