@@ -71,7 +71,7 @@ Usage::
 
     python benchmarks/compare.py --quick          # ~1 minute once the envs exist
     python benchmarks/compare.py                  # all sizes (long)
-    python benchmarks/compare.py --from-json F --rst out.rst
+    python benchmarks/compare.py --from-json F [F ...] --rst out.rst
 """
 
 from __future__ import annotations
@@ -1425,6 +1425,19 @@ def plot_results(results, path, title=None):
     plt.close(fig)
 
 
+def merge_results(runs):
+    """Saved runs reported as one: the first run's machine, settings and
+    agreement check, every run's problems, environments and command."""
+    merged = dict(runs[0])
+    merged["problems"] = [problem for run in runs for problem in run["problems"]]
+    merged["environments"] = {}
+    for run in runs:
+        for name, environment in run.get("environments", {}).items():
+            merged["environments"].setdefault(name, environment)
+    merged["command"] = "\n         ".join(run["command"] for run in runs)
+    return merged
+
+
 def _plot_anywhere(results_path, plot_path, log):
     """Plot here if matplotlib imports, else in a benchmark venv that has it."""
     try:
@@ -1505,7 +1518,12 @@ def main(argv=None):
     parser.add_argument(
         "--json", help="write results here (default benchmarks/results/)"
     )
-    parser.add_argument("--from-json", help="report/plot saved results, run nothing")
+    parser.add_argument(
+        "--from-json",
+        nargs="+",
+        help="report/plot saved results, run nothing; several files (runs of "
+        "different problems) are reported as one, with every run's command",
+    )
     parser.add_argument("--plot", help="write the figure here (PNG)")
     parser.add_argument("--title", help="first line of the figure's title")
     parser.add_argument("--rst", help="write the RST results table here")
@@ -1527,8 +1545,10 @@ def main(argv=None):
 
         args.blas_threads = machine_info()["cores"]
     if args.from_json:
-        results_path = Path(args.from_json)
-        results = json.loads(results_path.read_text())
+        results_path = Path(args.from_json[0])
+        results = merge_results(
+            [json.loads(Path(path).read_text()) for path in args.from_json]
+        )
     else:
         if args.budget is None:
             args.budget = 20.0 if args.quick else 120.0
