@@ -23,7 +23,7 @@ import numpy as np
 from scipy import sparse
 
 from ._modalities import check_finite_blocks
-from ._namespace import array_device, to_numpy
+from ._namespace import array_device, numpy_float, smallest_square, to_numpy
 
 
 def sum_sparse(acc, X, weights, step):
@@ -65,10 +65,10 @@ def sum_sparse_densified(acc, X, weights, step):
         acc._add(np.ascontiguousarray(Z), present, w)
 
 
-def raise_underflow(dtype="float64", columns=None):
-    """The error for features whose spread the float's squares cannot hold."""
-    finfo = np.finfo(dtype)
-    smallest = float(finfo.smallest_normal) / float(finfo.eps)
+def raise_underflow(dtype=np.float64, columns=None):
+    """The error for features whose spread the float's squares cannot hold
+    (``dtype`` of any namespace)."""
+    smallest = smallest_square(dtype)
     which = (
         ""
         if columns is None
@@ -79,14 +79,14 @@ def raise_underflow(dtype="float64", columns=None):
     raise ValueError(
         f"Some features of X{which} vary by so little (variance below "
         f"{smallest:.0e}, values differing by less than {smallest**0.5:.0e}) "
-        f"that their squares fall outside {dtype}'s normal range and lose "
-        "digits or vanish: the answer would be inaccurate. Rescale those "
-        "features (e.g. StandardScaler in their modality's branch, or "
-        "multiply the modality by a constant) and fit again."
+        f"that their squares fall outside {numpy_float(dtype).name}'s normal "
+        "range and lose digits or vanish: the answer would be inaccurate. "
+        "Rescale those features (e.g. StandardScaler in their modality's "
+        "branch, or multiply the modality by a constant) and fit again."
     )
 
 
-def check_spread_representable(xp, head, columns, dtype=None):
+def check_spread_representable(xp, head, columns, dtype=None, std=None):
     """Raise on a feature whose first rows differ, but by amounts whose
     squares ``dtype`` (the accumulation dtype; default the head's) cannot
     hold (``head``: numpy, scipy sparse or ``xp`` rows, columns in modality
@@ -98,15 +98,24 @@ def check_spread_representable(xp, head, columns, dtype=None):
     variance check (``_closed_form._check_representable``, for spreads down
     to that point) cannot tell from a real constant. The range of the values
     can: 0 for a constant column, positive here. Only the first rows are
-    seen (those that choose the shift).
+    seen (those that choose the shift). ``std``, the head's computed
+    standard deviations (numpy) where the caller has them: only features
+    whose deviation came out below the threshold can have vanishing
+    squares, so the range is taken of those alone (none in ordinary data).
     """
     dtype = head.dtype if dtype is None else dtype
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:  # another namespace's dtype: "torch.float64"
-        dtype = np.dtype(str(dtype).rsplit(".", 1)[-1])
-    finfo = np.finfo(dtype)
-    threshold = (float(finfo.smallest_normal) / float(finfo.eps)) ** 0.5
+    threshold = smallest_square(dtype) ** 0.5
+    if std is not None:
+        suspects = np.flatnonzero(np.nan_to_num(std, nan=np.inf) < threshold)
+        if not suspects.size:
+            return
+        columns = columns[suspects]
+        if sparse.issparse(head) or isinstance(head, np.ndarray):
+            head = head[:, suspects]
+        else:
+            head = xp.take(
+                head, xp.asarray(suspects, device=array_device(head)), axis=1
+            )
     if sparse.issparse(head) or isinstance(head, np.ndarray):
         with warnings.catch_warnings(), np.errstate(invalid="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
@@ -126,7 +135,7 @@ def check_spread_representable(xp, head, columns, dtype=None):
         spread = np.asarray(to_numpy(high - low), dtype=np.float64)
     lost = (spread > 0) & (spread < threshold)
     if lost.any():
-        raise_underflow(dtype.name, columns[np.flatnonzero(lost)])
+        raise_underflow(dtype, columns[np.flatnonzero(lost)])
 
 
 def xp_batch(acc, X, weights, xp, chunk_bytes):

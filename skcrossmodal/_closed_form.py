@@ -28,7 +28,12 @@ import numpy as np
 from ._batch_sums import raise_underflow
 from ._conventions import equilibration_factors, finish
 from ._memory import physical_memory
-from ._namespace import array_device, array_namespace, get_array_namespace
+from ._namespace import (
+    array_device,
+    array_namespace,
+    get_array_namespace,
+    smallest_square,
+)
 from ._solvers import add_ridge, solve
 
 
@@ -178,12 +183,9 @@ def _check_representable(xp, variances):
             "features (e.g. StandardScaler in their modality's branch) and "
             "fit again."
         )
-    finfo = xp.finfo(dtype)
-    lossy = (variances > 0) & (
-        variances < float(finfo.smallest_normal) / float(finfo.eps)
-    )
+    lossy = (variances > 0) & (variances < smallest_square(dtype))
     if bool(xp.any(lossy)):
-        raise_underflow(str(dtype).rsplit(".", 1)[-1])
+        raise_underflow(dtype)
 
 
 # D x D float64 arrays alive at the peak of a closed-form fit (the Gram,

@@ -30,7 +30,12 @@ from ._base import check_finite_blocks, validate_modal_data
 from ._deep_mlp import Encoder
 from ._deep_train import build_encoders, encode, take_rows
 from ._memory import check_allocation
-from ._namespace import accumulation_dtype, to_namespace, to_numpy
+from ._namespace import (
+    accumulation_dtype,
+    smallest_square,
+    to_namespace,
+    to_numpy,
+)
 from .projection import SharedProjection
 
 # Held-out correlation for early stopping: the linear CCA of the encoders'
@@ -79,7 +84,7 @@ class DeepFittedMixin:
         magnitude = xp.abs(X)
         magnitude = xp.where(xp.isnan(magnitude), xp.zeros_like(magnitude), magnitude)
         largest = float(xp.max(magnitude))
-        low, high = float(finfo.smallest_normal / finfo.eps), float(finfo.max)
+        low, high = smallest_square(finfo.dtype), float(finfo.max)
         if largest > high or 0 < largest < low:
             raise ValueError(
                 f"X's values reach {largest:.3g}, outside what {finfo.dtype} "

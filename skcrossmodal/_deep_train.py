@@ -54,12 +54,12 @@ def input_statistics(X, indices, rows, dtype, scaling="feature"):
     xp = array_namespace(X)
     wide = accumulation_dtype(xp, array_device(X))
     block = xp.astype(take_columns(take_rows(X, rows), indices), wide)
+    mean = np.asarray(to_numpy(xp.mean(block, axis=0)), dtype=np.float64)
+    variance = np.asarray(to_numpy(xp.var(block, axis=0)), dtype=np.float64)
     # Values differing by less than ~1e-146 have no representable variance
     # (their squares vanish): refused, as SharedProjection refuses them,
     # rather than taken for constants (outputs constant: "rank 0").
-    check_spread_representable(xp, block, np.asarray(indices))
-    mean = np.asarray(to_numpy(xp.mean(block, axis=0)), dtype=np.float64)
-    variance = np.asarray(to_numpy(xp.var(block, axis=0)), dtype=np.float64)
+    check_spread_representable(xp, block, np.asarray(indices), std=np.sqrt(variance))
     if scaling == "modality":
         # One "feature" whose variance is the mean variance, judged constant
         # against the block's largest level.

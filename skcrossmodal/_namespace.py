@@ -56,6 +56,23 @@ def accumulation_dtype(xp, device):
     return xp.float64
 
 
+def numpy_float(dtype):
+    """numpy's float dtype for a float dtype of any namespace (numpy's,
+    ``torch.float64``, array_api_strict's)."""
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return np.dtype(str(dtype).rsplit(".", 1)[-1])
+
+
+def smallest_square(dtype):
+    """``smallest_normal / eps`` of a float dtype of any namespace: sums of
+    squares below it lose digits to the subnormal range (or vanish), so a
+    spread below its square root cannot be measured."""
+    finfo = np.finfo(numpy_float(dtype))
+    return float(finfo.smallest_normal) / float(finfo.eps)
+
+
 def namespace_name(xp):
     """``torch`` for ``sklearn.externals.array_api_compat.torch``, etc."""
     return xp.__name__.removeprefix("sklearn.externals.array_api_compat.")

@@ -35,11 +35,6 @@ from ._modalities import check_finite_blocks
 # Largest |mean| / std seen in the first batch for which the Gram is formed
 # without a shift (dense) or on the sparse rows as they are (sparse).
 _UNSHIFTED_MAX_RATIO = 10.0
-# Smallest spread whose float64 squares keep their digits,
-# sqrt(smallest_normal / eps) (see check_spread_representable).
-_SPREAD_MIN = (
-    float(np.finfo(np.float64).smallest_normal / np.finfo(np.float64).eps) ** 0.5
-)
 # Rows per numpy chunk: about 16 MB of float64 keeps syrk efficient while the
 # chunk stays small next to X.
 _CHUNK_BYTES = 16 * 2**20
@@ -104,15 +99,8 @@ class NumpyBatchSums:
                     mean = np.nanmean(head, axis=0)
                     std = np.nanstd(head, axis=0)
         mean = np.where(np.isfinite(mean), mean, 0.0).astype(np.float64)
-        # Only a feature whose standard deviation came out below the
-        # threshold can have vanishing squares: its range decides (a pass
-        # over the head for suspects only; none in ordinary data). Sums are
-        # float64 whatever X's float (chunks are converted).
-        suspects = np.flatnonzero(np.nan_to_num(std, nan=np.inf) < _SPREAD_MIN)
-        if suspects.size:
-            check_spread_representable(
-                np, head[:, suspects], self.columns[suspects], np.float64
-            )
+        # Sums are float64 whatever X's float (chunks are converted).
+        check_spread_representable(np, head, self.columns, np.float64, std=std)
         large = np.abs(mean) > _UNSHIFTED_MAX_RATIO * np.nan_to_num(std)
         if sparse.issparse(X):
             # Unshifted sparse sums are exact; shift only where needed.

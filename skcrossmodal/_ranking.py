@@ -32,6 +32,7 @@ from sklearn.externals import array_api_compat
 from ._namespace import (
     accumulation_dtype,
     array_device,
+    smallest_square,
 )
 
 # Bytes of temporaries per (query, gallery) pair when ranks are computed with
@@ -128,8 +129,7 @@ def _check_no_underflow(xp, Z_query, Z_gallery, sides):
     fine: their distances to the other side's rows are those rows' norms.
     ``sides``: see :class:`Keys`.
     """
-    finfo = xp.finfo(Z_query.dtype)
-    floor = math.sqrt(float(finfo.smallest_normal) / float(finfo.eps))
+    floor = math.sqrt(smallest_square(Z_query.dtype))
     found = []
     for Z in (Z_query, Z_gallery):
         peaks = _row_peaks(xp, Z)[:, 0]
