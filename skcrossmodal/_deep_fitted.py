@@ -111,8 +111,7 @@ class DeepFittedMixin:
 
     def _initialise(self, X, present, rng):
         """Draw new encoders in X's namespace and device."""
-        hidden = self.hidden_layer_sizes
-        hidden = (hidden,) if isinstance(hidden, Integral) else tuple(hidden)
+        hidden = self._hidden()
         if any(not isinstance(h, Integral) or h < 1 for h in hidden):
             raise ValueError(
                 "hidden_layer_sizes must be positive integers, got "
@@ -135,30 +134,80 @@ class DeepFittedMixin:
             self.dtype,
             input_scaling=self.input_scaling,
         )
-        self._set_parameters(encoders)
+        decoders = self._new_decoders(rng, X) if self.reconstruction else None
+        self._set_parameters(encoders, decoders)
         self._optimizer = None
+
+    def _hidden(self):
+        hidden = self.hidden_layer_sizes
+        return (hidden,) if isinstance(hidden, Integral) else tuple(hidden)
+
+    def _new_decoders(self, rng, X):
+        """DCCAE decoders in X's namespace and device, drawn after the
+        encoders: each mirrors its encoder's hidden layers, from the output
+        of ``n_components`` back to the modality's features."""
+        xp, dev = array_namespace(X), array_device(X)
+        return {
+            name: Encoder.decoder(
+                rng,
+                self.n_components,
+                self._hidden()[::-1],
+                len(indices),
+                self.activation,
+                self.dtype,
+                xp=xp,
+                device=dev,
+            )
+            for name, indices in self.modalities_.items()
+        }
 
     def _check_network_memory(self, hidden, n_rows):
         """Refuse, naming hidden_layer_sizes, encoders that cannot fit: the
         weights, their gradients and Adam's two moments (four copies), plus
-        one batch's activations and their gradients."""
+        one batch's activations and their gradients (decoders' as well with
+        ``reconstruction``)."""
         itemsize = np.dtype(self.dtype).itemsize
         n_weights, n_activations = 0, 0
         for columns in self.modalities_.values():
             widths = [len(columns), *hidden, self.n_components]
-            n_weights += sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
-            n_activations += sum(widths)
+            networks = [widths, widths[::-1]] if self.reconstruction else [widths]
+            for sizes in networks:
+                n_weights += sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+                n_activations += sum(sizes)
         check_allocation(
             itemsize * (4 * n_weights + 2 * self._batch_size(n_rows) * n_activations),
             f"hidden_layer_sizes={self.hidden_layer_sizes!r}",
             "Use narrower or fewer hidden layers (or a smaller batch_size).",
         )
 
-    def _set_parameters(self, encoders):
+    def _set_parameters(self, encoders, decoders=None):
         self.coefs_ = {name: e.coefs for name, e in encoders.items()}
         self.intercepts_ = {name: e.intercepts for name, e in encoders.items()}
         self.input_mean_ = {name: e.shift for name, e in encoders.items()}
         self.input_scale_ = {name: e.scale for name, e in encoders.items()}
+        if decoders is None:
+            self.__dict__.pop("decoder_coefs_", None)
+            self.__dict__.pop("decoder_intercepts_", None)
+        else:
+            self.decoder_coefs_ = {name: d.coefs for name, d in decoders.items()}
+            self.decoder_intercepts_ = {
+                name: d.intercepts for name, d in decoders.items()
+            }
+
+    def _decoders(self):
+        """Decoders over the fitted arrays (shared), or None if there are none."""
+        if not hasattr(self, "decoder_coefs_"):
+            return None
+        return {
+            name: Encoder(
+                self.decoder_coefs_[name],
+                self.decoder_intercepts_[name],
+                None,
+                None,
+                self.activation,
+            )
+            for name in self.modalities_
+        }
 
     def _encoders(self, X=None):
         """Encoders over the fitted arrays (shared, not copied), or over
@@ -178,14 +227,26 @@ class DeepFittedMixin:
         xp, dev = array_namespace(X), array_device(X)
         return {name: _moved(e, xp, dev) for name, e in encoders.items()}
 
-    def _train_here(self, X):
-        """Encoders over the fitted arrays, first moved to X's namespace and
-        device if they live elsewhere (a warm start or ``partial_fit`` on data
-        from elsewhere; Adam's moments, on the old device, then start afresh)."""
+    def _train_here(self, X, rng):
+        """(encoders, decoders or None) over the fitted arrays, first moved to
+        X's namespace and device if they live elsewhere (a warm start or
+        ``partial_fit`` on data from elsewhere; Adam's moments, on the old
+        device, then start afresh). Decoders are drawn from ``rng`` when
+        ``reconstruction`` is turned on for a model fitted without."""
+        decoders = self._decoders()
         if not _same_place(next(iter(self.coefs_.values()))[0], X):
-            self._set_parameters(self._encoders(X))
+            xp, dev = array_namespace(X), array_device(X)
+            if decoders is not None:
+                decoders = {n: _moved(d, xp, dev) for n, d in decoders.items()}
+            self._set_parameters(self._encoders(X), decoders)
             self._optimizer = None
-        return self._encoders()
+        if not self.reconstruction:
+            decoders = None
+        elif decoders is None:
+            decoders = self._new_decoders(rng, X)
+            self._set_parameters(self._encoders(), decoders)
+            self._optimizer = None
+        return self._encoders(), decoders
 
     def _slices(self):
         k = self.n_components
@@ -250,11 +311,12 @@ def _moved(encoder, xp, dev):
         wide = array.dtype == array_namespace(array).float64
         return to_namespace(xp, array, xp.float64 if wide else xp.float32, dev)
 
+    standardised = encoder.shift is not None
     return Encoder(
         [move(W) for W in encoder.coefs],
         [move(b) for b in encoder.intercepts],
-        move(encoder.shift),
-        move(encoder.scale),
+        move(encoder.shift) if standardised else None,
+        move(encoder.scale) if standardised else None,
         encoder.activation,
     )
 

@@ -56,6 +56,21 @@ def sum_of_squares(xp, a):
     return xp.sum(a * a)
 
 
+def _glorot(rng, sizes, activation, xp, dtype, device):
+    """Glorot-uniform weights and biases of layers of ``sizes`` (numpy's
+    draws from ``rng``, moved to ``xp``'s ``device`` in ``dtype``, a name)."""
+    dtype = getattr(xp, str(np.dtype(dtype)))
+    factor = 2.0 if activation == "logistic" else 6.0
+    coefs, intercepts = [], []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        bound = math.sqrt(factor / (fan_in + fan_out))
+        weights = rng.uniform(-bound, bound, (fan_in, fan_out))
+        coefs.append(to_namespace(xp, weights, dtype, device))
+        bias = rng.uniform(-bound, bound, fan_out)
+        intercepts.append(to_namespace(xp, bias, dtype, device))
+    return coefs, intercepts
+
+
 class Encoder:
     """Weights of one modality's MLP and its forward / backward passes.
 
@@ -65,7 +80,9 @@ class Encoder:
     modalities of any units; they are kept in the device's widest float
     (float64 where it has one), where the input is standardised before it
     is cast to the weights' dtype. Every array is of one namespace and
-    device, those of the data it trains on.
+    device, those of the data it trains on. ``shift`` and ``scale`` None give
+    a network that takes its input as it is (a DCCAE decoder, see
+    ``Encoder.decoder``).
     """
 
     def __init__(self, coefs, intercepts, shift, scale, activation):
@@ -87,16 +104,8 @@ class Encoder:
         network in every namespace.
         """
         xp = array_namespace(np.empty(0)) if xp is None else xp
-        dtype = getattr(xp, str(np.dtype(dtype)))
         sizes = [int(shift.shape[0]), *hidden, n_out]
-        factor = 2.0 if activation == "logistic" else 6.0
-        coefs, intercepts = [], []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            bound = math.sqrt(factor / (fan_in + fan_out))
-            weights = rng.uniform(-bound, bound, (fan_in, fan_out))
-            coefs.append(to_namespace(xp, weights, dtype, device))
-            bias = rng.uniform(-bound, bound, fan_out)
-            intercepts.append(to_namespace(xp, bias, dtype, device))
+        coefs, intercepts = _glorot(rng, sizes, activation, xp, dtype, device)
         # The standardisation runs in the device's widest float (see forward).
         wide = accumulation_dtype(xp, device)
         return cls(
@@ -106,6 +115,17 @@ class Encoder:
             to_namespace(xp, scale, wide, device),
             activation,
         )
+
+    @classmethod
+    def decoder(cls, rng, n_in, hidden, n_out, activation, dtype, xp=None, device=None):
+        """A network without input standardisation (``shift`` and ``scale``
+        None), drawn as ``initialise`` draws: DCCAE's decoder, from an
+        encoder's output (already in ``dtype``) back to its standardised
+        input."""
+        xp = array_namespace(np.empty(0)) if xp is None else xp
+        sizes = [int(n_in), *hidden, n_out]
+        coefs, intercepts = _glorot(rng, sizes, activation, xp, dtype, device)
+        return cls(coefs, intercepts, None, None, activation)
 
     @property
     def params(self):
@@ -119,11 +139,14 @@ class Encoder:
         """Output for rows ``X`` (same namespace and device, any float dtype);
         with ``keep`` also every layer's output."""
         xp = self.xp
-        # Standardised in shift's (wide) dtype, then cast: casting X to
-        # float32 first would lose a small spread around a large mean (an
-        # offset of 1e8 leaves steps of 8) and overflow beyond ~3e38.
-        wide = xp.astype(X, self.shift.dtype, copy=False)
-        h = xp.astype((wide - self.shift) / self.scale, self.coefs[0].dtype)
+        if self.shift is None:  # a decoder: its input is an encoder's output
+            h = X
+        else:
+            # Standardised in shift's (wide) dtype, then cast: casting X to
+            # float32 first would lose a small spread around a large mean
+            # (an offset of 1e8 leaves steps of 8) and overflow beyond ~3e38.
+            wide = xp.astype(X, self.shift.dtype, copy=False)
+            h = xp.astype((wide - self.shift) / self.scale, self.coefs[0].dtype)
         layers = [h]
         last = len(self.coefs) - 1
         for i, (W, b) in enumerate(zip(self.coefs, self.intercepts)):
@@ -134,12 +157,14 @@ class Encoder:
             layers.append(h)
         return (h, layers) if keep else h
 
-    def backward(self, layers, grad_out, alpha):
+    def backward(self, layers, grad_out, alpha, input_gradient=False):
         """Gradients of (loss + alpha/2 * sum ||W||^2) for every parameter.
 
         ``layers`` as ``forward(keep=True)`` returned them and ``grad_out`` the
         loss's gradient with respect to the output. The order is that of
-        ``params``: every weight matrix, then every intercept.
+        ``params``: every weight matrix, then every intercept. With
+        ``input_gradient``, returns ``(gradients, d loss / d input)``: a
+        decoder's input is an encoder's output, trained through it.
         """
         xp = self.xp
         coef_grads = [None] * len(self.coefs)
@@ -155,7 +180,10 @@ class Encoder:
                 derivative = _derivative(xp, self.activation, layers[i])
                 if derivative is not None:
                     delta *= derivative
-        return [*coef_grads, *intercept_grads]
+        grads = [*coef_grads, *intercept_grads]
+        if input_gradient:
+            return grads, delta @ self.coefs[0].T
+        return grads
 
     def penalty(self):
         """sum ||W||^2 over the weight matrices (not the intercepts), as a

@@ -21,7 +21,7 @@ from sklearn.externals.array_api_compat import device as array_device
 from ._batch_sums import check_spread_representable
 from ._closed_form import feature_scales
 from ._deep_loss import ey_loss_and_gradients
-from ._deep_mlp import Adam, Encoder
+from ._deep_mlp import Adam, Encoder, sum_of_squares
 from ._modalities import take_columns
 from ._namespace import accumulation_dtype, to_numpy
 
@@ -120,46 +120,100 @@ def batches(rng, rows, batch_size):
     return np.array_split(order, n_batches)
 
 
+def network_params(encoders, decoders=None):
+    """Every trained array, in the order of the optimizer's moments and of
+    ``batch_loss_and_gradients``: each encoder's, then each decoder's."""
+    networks = [*encoders.values(), *(decoders or {}).values()]
+    return [p for network in networks for p in network.params]
+
+
+def batch_loss_and_gradients(
+    encoders, blocks, decay, decoders=None, reconstruction=0.0
+):
+    """Loss of one mini-batch and its gradient for every trained array.
+
+    ``encoders`` and ``blocks`` (each modality's columns of the batch) in the
+    same order. The loss is the Eckhart-Young loss of the encoders' outputs
+    plus ``decay / 2 * sum ||W||^2`` over every network's weights and, with
+    ``decoders`` (DCCAE, Wang et al., ICML 2015), ``reconstruction`` times
+    each modality's mean squared error of its decoder's reconstruction of
+    the standardised input from the encoder's output (the fraction of that
+    input's variance left unexplained, as the standardised features have
+    mean variance 1). Gradients in ``network_params`` order.
+    """
+    outputs, layers = [], []
+    for encoder, block in zip(encoders, blocks):
+        out, kept = encoder.forward(block, True)
+        outputs.append(out)
+        layers.append(kept)
+    loss, grads_out = ey_loss_and_gradients(outputs)
+    encoder_grads, decoder_grads = [], []
+    for m, encoder in enumerate(encoders):
+        grad_out = grads_out[m]
+        if decoders is not None:
+            decoder = decoders[m]
+            target = layers[m][0]  # the standardised input
+            rebuilt, rebuilt_layers = decoder.forward(outputs[m], True)
+            residual = rebuilt - target
+            weight = reconstruction / (target.shape[0] * target.shape[1])
+            loss = loss + weight * sum_of_squares(encoder.xp, residual)
+            grads, into_code = decoder.backward(
+                rebuilt_layers, (2.0 * weight) * residual, decay, input_gradient=True
+            )
+            decoder_grads.extend(grads)
+            grad_out = grad_out + into_code
+            if decay:
+                loss = loss + 0.5 * decay * decoder.penalty()
+        encoder_grads.extend(encoder.backward(layers[m], grad_out, decay))
+        if decay:
+            loss = loss + 0.5 * decay * encoder.penalty()
+    return loss, encoder_grads + decoder_grads
+
+
 def run_epoch(
-    encoders, optimizer, modalities, X, rows, rng, batch_size, alpha, schedule=None
+    encoders,
+    optimizer,
+    modalities,
+    X,
+    rows,
+    rng,
+    batch_size,
+    alpha,
+    schedule=None,
+    decoders=None,
+    reconstruction=0.0,
 ):
     """One pass of Adam over ``rows``; returns the mean mini-batch loss.
 
-    The loss of a batch is the Eckhart-Young loss plus
-    ``alpha / (2 * batch rows) * sum ||W||^2``, MLPClassifier's weight decay.
-    It is summed on X's device and read once, at the end of the epoch.
+    The loss of a batch is that of ``batch_loss_and_gradients`` with
+    ``decay = alpha / batch rows`` (MLPClassifier's weight decay). It is
+    summed on X's device and read once, at the end of the epoch.
     ``schedule``, if given, maps the fraction of the epoch done (0 to 1) to
-    the learning rate of the next step.
+    the learning rate of the next step. ``decoders`` (a dict like
+    ``encoders``, or None) add the DCCAE reconstruction term.
     """
     names = list(modalities)
-    params = [p for name in names for p in encoders[name].params]
+    params = network_params(encoders, decoders)
+    networks = [encoders[name] for name in names]
+    decoder_list = None if decoders is None else [decoders[name] for name in names]
     total, seen = 0.0, 0
     parts = batches(rng, rows, batch_size)
     for position, batch in enumerate(parts):
         if schedule is not None:
             optimizer.learning_rate = schedule(position / len(parts))
         X_batch = take_rows(X, batch)
-        outputs, layers = [], []
-        for name in names:
-            block = take_columns(X_batch, modalities[name])
-            out, kept = encoders[name].forward(block, True)
-            outputs.append(out)
-            layers.append(kept)
-        loss, grads_out = ey_loss_and_gradients(outputs)
-        decay = alpha / len(batch)
-        grads = []
-        for name, kept, grad_out in zip(names, layers, grads_out):
-            grads.extend(encoders[name].backward(kept, grad_out, decay))
-            if decay:
-                loss = loss + 0.5 * decay * encoders[name].penalty()
+        blocks = [take_columns(X_batch, modalities[name]) for name in names]
+        loss, grads = batch_loss_and_gradients(
+            networks, blocks, alpha / len(batch), decoder_list, reconstruction
+        )
         optimizer.step(params, grads)
         total = total + loss * len(batch)
         seen += len(batch)
     return float(total) / seen
 
 
-def new_optimizer(encoders, learning_rate):
-    return Adam([p for e in encoders.values() for p in e.params], learning_rate)
+def new_optimizer(encoders, learning_rate, decoders=None):
+    return Adam(network_params(encoders, decoders), learning_rate)
 
 
 def train(
@@ -178,6 +232,8 @@ def train(
     validation_score,
     schedule,
     verbose,
+    decoders=None,
+    reconstruction=0.0,
 ):
     """Epochs until ``max_iter`` or no progress; returns the training record.
 
@@ -214,6 +270,8 @@ def train(
             batch_size,
             alpha,
             cosine,
+            decoders,
+            reconstruction,
         )
         record["loss_curve"].append(loss)
         # As MLPClassifier: progress is measured against the best so far
@@ -232,7 +290,7 @@ def train(
             stale = 0 if best is None or score > best + tol else stale + 1
             if best is None or score > best:
                 best = score
-                best_params = [_copy(p) for e in encoders.values() for p in e.params]
+                best_params = [_copy(p) for p in network_params(encoders, decoders)]
             message = f"loss {loss:.6f}, validation correlation {score:.4f}"
         if schedule == "adaptive" and stale and stale % 2 == 0:
             optimizer.learning_rate /= 5.0
@@ -251,7 +309,7 @@ def train(
         # A later partial_fit continues at the initial rate, not at ~0.
         optimizer.learning_rate = initial
     if best_params is not None:
-        current = [p for e in encoders.values() for p in e.params]
+        current = network_params(encoders, decoders)
         for target, saved in zip(current, best_params):
             target[...] = saved
         record["best_validation_score"] = best

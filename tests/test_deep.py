@@ -136,6 +136,56 @@ def test_network_gradients_match_finite_differences(activation, namespace):
             np.testing.assert_allclose(_to_numpy(grad), numeric, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_dccae_gradients_match_finite_differences(namespace):
+    """With decoders (DCCAE): every weight and bias of the encoders and the
+    decoders, through the Eckhart-Young loss, the reconstruction error of
+    the standardised input and the decay, against an objective written out
+    from the forward passes alone."""
+    from skcrossmodal._deep_train import batch_loss_and_gradients, network_params
+
+    xp, device = _namespace(namespace)
+    rng = np.random.default_rng(2)
+    X = [rng.normal(size=(10, 4)), rng.normal(size=(10, 3))]
+    X[1][:, 0] += np.tanh(X[0][:, 0])
+    shift, scale = [x.mean(0) for x in X], [x.std(0) for x in X]
+    encoders = [
+        Encoder.initialise(rng, m, s, (5,), 2, "tanh", "float64", xp, device)
+        for m, s in zip(shift, scale)
+    ]
+    decoders = [
+        Encoder.decoder(rng, 2, (6,), x.shape[1], "tanh", "float64", xp, device)
+        for x in X
+    ]
+    standardised = [
+        xp.asarray((x - m) / s, device=device) for x, m, s in zip(X, shift, scale)
+    ]
+    X = [xp.asarray(x, device=device) for x in X]
+    decay, weight = 0.3, 0.7
+
+    def objective():
+        outputs = [e.forward(x) for e, x in zip(encoders, X)]
+        loss, _ = ey_loss_and_gradients(outputs)
+        for d, z, target in zip(decoders, outputs, standardised):
+            error = d.forward(z) - target
+            loss = loss + weight * xp.mean(error * error)
+        networks = [*encoders, *decoders]
+        return loss + 0.5 * decay * sum(n.penalty() for n in networks)
+
+    loss, grads = batch_loss_and_gradients(encoders, X, decay, decoders, weight)
+    assert float(loss) == pytest.approx(float(objective()), rel=1e-12)
+    params = network_params(dict(enumerate(encoders)), dict(enumerate(decoders)))
+    assert len(grads) == len(params)
+    for param, grad in zip(params, grads):
+        numeric = np.array(
+            [
+                _central_difference(objective, param, index, 1e-6)
+                for index in np.ndindex(tuple(param.shape))
+            ]
+        ).reshape(tuple(param.shape))
+        np.testing.assert_allclose(_to_numpy(grad), numeric, rtol=1e-5, atol=1e-7)
+
+
 # -- what it finds ---------------------------------------------------------------
 
 
@@ -297,10 +347,75 @@ def test_pickle_is_small_and_round_trips(X_small):
     restored.partial_fit(X_small)  # fresh Adam moments after unpickling
 
 
+def _reconstruction_error(model, X):
+    """Each modality's mean squared error of its decoder's rebuild of the
+    standardised input, from the fitted arrays (not the training code)."""
+    errors = {}
+    for name, columns in AB.items():
+        h = (X[:, columns] - model.input_mean_[name]) / model.input_scale_[name]
+        target = h.copy()
+        layers = list(zip(model.coefs_[name], model.intercepts_[name]))
+        layers += list(zip(model.decoder_coefs_[name], model.decoder_intercepts_[name]))
+        last_encoder, last = len(model.coefs_[name]) - 1, len(layers) - 1
+        for i, (W, b) in enumerate(layers):
+            h = h @ W + b
+            if i not in (last_encoder, last):  # linear outputs
+                h = np.maximum(h, 0)
+        errors[name] = float(np.mean((h - target) ** 2))
+    return errors
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_reconstruction_weight_trades_correlation_for_rebuilt_inputs(X_small):
+    """a carries the latent z linearly, b carries z**2: the CCA code of a is
+    z**2, which loses z's sign, so a cannot be rebuilt from a code of two
+    that b also predicts. A weak reconstruction term keeps the correlation
+    and rebuilds b; a strong one rebuilds a too, at the correlation's cost."""
+
+    def dccae(weight):
+        return _small(
+            max_iter=40, batch_size=32, reconstruction=weight, hidden_layer_sizes=(32,)
+        )
+
+    assert not hasattr(_small().fit(X_small), "decoder_coefs_")
+    untrained = dccae(1.0).set_params(max_iter=1, learning_rate_init=1e-12)
+    drawn = _reconstruction_error(untrained.fit(X_small), X_small)
+    weak, strong = dccae(0.1).fit(X_small), dccae(10.0).fit(X_small)
+    assert [w.shape for w in weak.decoder_coefs_["a"]] == [(2, 32), (32, 3)]
+    weak_error = _reconstruction_error(weak, X_small)
+    strong_error = _reconstruction_error(strong, X_small)
+    assert weak.canonical_correlations_.min() > 0.9
+    # b's third column is noise no shared code carries: a third of its variance.
+    assert weak_error["b"] < 0.5 < drawn["b"]
+    assert strong_error["a"] < 0.2 < 0.8 < weak_error["a"]
+    assert strong.canonical_correlations_[0] < 0.9
+
+    restored = pickle.loads(pickle.dumps(weak))
+    np.testing.assert_array_equal(
+        restored.decoder_coefs_["b"][0], weak.decoder_coefs_["b"][0]
+    )
+    steps = restored.t_
+    restored.partial_fit(X_small)  # continues encoders and decoders
+    assert restored.t_ == steps + 9  # 300 // 32 batches (the rest spread)
+    assert not np.allclose(restored.decoder_coefs_["b"][0], weak.decoder_coefs_["b"][0])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_reconstruction_turned_on_for_a_warm_start_draws_decoders(X_small):
+    model = _small(warm_start=True).fit(X_small)
+    encoder = [w.copy() for w in model.coefs_["a"]]
+    model.set_params(reconstruction=0.5).fit(X_small)
+    assert len(model.decoder_coefs_["a"]) == 2
+    assert not np.allclose(model.coefs_["a"][0], encoder[0])  # continued
+    model.set_params(reconstruction=0.0).partial_fit(X_small)  # decoders idle
+    assert np.isfinite(model.transform(X_small)).all()
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
         ({"output": "c"}, "output='c'"),
+        ({"reconstruction": -1.0}, "'reconstruction' parameter"),
         ({"modalities": {"a": slice(0, 3), "b": slice(3, 3)}}, "at least one column"),
         ({"early_stopping": True, "validation_fraction": 0.99}, "validation_fraction"),
     ],
@@ -393,20 +508,26 @@ def _four_epochs(**params):
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("namespace", NAMESPACES[1:])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("reconstruction", [0.0, 0.5])
 def test_fit_in_a_namespace_equals_the_numpy_fit(
-    X_small, namespace, activation, dispatch
+    X_small, namespace, activation, reconstruction, dispatch
 ):
     """Same random_state: same initial weights, same batches, the same Adam
-    steps; the weights, correlations and outputs match numpy's, and live in
-    X's namespace and device."""
+    steps; the weights (the decoders' too, with a reconstruction term),
+    correlations and outputs match numpy's, and live in X's namespace and
+    device."""
     xp, device = _namespace(namespace)
     X_xp = xp.asarray(X_small, device=device)
-    expected = _four_epochs(activation=activation, output="concat").fit(X_small)
-    model = _four_epochs(activation=activation, output="concat").fit(X_xp)
+    params = dict(activation=activation, output="concat", reconstruction=reconstruction)
+    expected = _four_epochs(**params).fit(X_small)
+    model = _four_epochs(**params).fit(X_xp)
+    arrays = ["coefs_", "intercepts_"]
+    if reconstruction:
+        arrays += ["decoder_coefs_", "decoder_intercepts_"]
     for name in AB:
         for mine, theirs in zip(
-            model.coefs_[name] + model.intercepts_[name],
-            expected.coefs_[name] + expected.intercepts_[name],
+            [w for a in arrays for w in getattr(model, a)[name]],
+            [w for a in arrays for w in getattr(expected, a)[name]],
         ):
             assert _namespace_name(mine) == namespace
             assert mine.device == X_xp.device
@@ -466,15 +587,20 @@ def test_namespace_float32_early_stopping_missing_rows_and_pickle(
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_transform_refuses_another_namespace_and_warm_start_moves(X_small, dispatch):
     torch = pytest.importorskip("torch")
-    model = _small(warm_start=True).fit(torch.asarray(X_small))
+    model = _small(warm_start=True, reconstruction=0.5)
+    model.fit(torch.asarray(X_small))
     with pytest.raises(ValueError, match="must use the same namespace"):
         model.transform(X_small)
-    # A warm start on numpy data moves the encoders to numpy and continues.
+    # A warm start on numpy data moves the encoders (and the decoders) to
+    # numpy and continues.
     before = model.coefs_["a"][0].numpy().copy()
+    decoder_before = model.decoder_coefs_["a"][0].numpy().copy()
     model.fit(X_small)
     assert isinstance(model.coefs_["a"][0], np.ndarray)
+    assert isinstance(model.decoder_coefs_["a"][0], np.ndarray)
     assert model.n_iter_ == 10
     assert not np.allclose(model.coefs_["a"][0], before)
+    assert not np.allclose(model.decoder_coefs_["a"][0], decoder_before)
 
 
 @pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")

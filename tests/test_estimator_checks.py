@@ -65,6 +65,15 @@ ESTIMATORS = [
         max_iter=3,
         random_state=0,
     ),
+    # DCCAE: decoders trained too (fitted attributes beside the encoders').
+    DeepSharedProjection(
+        n_components=1,
+        modalities=EVEN_ODD,
+        hidden_layer_sizes=(4,),
+        reconstruction=0.5,
+        max_iter=3,
+        random_state=0,
+    ),
 ]
 
 # The checks' data for sample weights has 15 rows and 15 features per
