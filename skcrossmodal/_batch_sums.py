@@ -65,6 +65,18 @@ def sum_sparse_densified(acc, X, weights, step):
         acc._add(np.ascontiguousarray(Z), present, w)
 
 
+def raise_overflow(dtype=np.float64):
+    """The error for sums of X's squares past ``dtype``'s range (any
+    namespace's dtype): the pass's sums or the covariance built from them."""
+    raise ValueError(
+        "The sums over X overflowed: some of X's values (or their spread) are "
+        f"too large for their squares to fit in {numpy_float(dtype).name} (about "
+        "1e154 and above for float64). Rescale those features (e.g. "
+        "StandardScaler in their modality's branch) and fit again; the "
+        "statistics are unchanged by a rescaling."
+    )
+
+
 def raise_underflow(dtype=np.float64, columns=None):
     """The error for features whose spread the float's squares cannot hold
     (``dtype`` of any namespace)."""

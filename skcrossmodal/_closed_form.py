@@ -25,7 +25,7 @@ from numbers import Real
 
 import numpy as np
 
-from ._batch_sums import raise_underflow
+from ._batch_sums import raise_overflow, raise_underflow
 from ._conventions import equilibration_factors, finish
 from ._memory import physical_memory
 from ._namespace import (
@@ -176,13 +176,7 @@ def _check_representable(xp, variances):
     """
     dtype = variances.dtype
     if not bool(xp.all(xp.isfinite(variances))):
-        raise ValueError(
-            "The covariance of X overflowed: some of X's values (or their "
-            "spread) are too large for their squares to fit in "
-            f"{dtype} (about 1e154 and above for float64). Rescale those "
-            "features (e.g. StandardScaler in their modality's branch) and "
-            "fit again."
-        )
+        raise_overflow(dtype)
     lossy = (variances > 0) & (variances < smallest_square(dtype))
     if bool(xp.any(lossy)):
         raise_underflow(dtype)

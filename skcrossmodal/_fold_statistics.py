@@ -16,8 +16,8 @@ from numbers import Integral
 
 import numpy as np
 
+from ._batch_sums import raise_overflow
 from ._dask import accumulate_dask_rows, is_dask_collection
-from ._numpy_sums import raise_overflow
 
 
 def split_targets(splits, n_rows):

@@ -26,6 +26,7 @@ from scipy.linalg.blas import dgemv, dsyrk
 
 from ._batch_sums import (
     check_spread_representable,
+    raise_overflow,
     sparse_nan_moments,
     sum_sparse,
     sum_sparse_densified,
@@ -43,14 +44,6 @@ _CHUNK_BYTES = 16 * 2**20
 def chunk_rows(n_columns, itemsize=8, chunk_bytes=None):
     chunk_bytes = _CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     return int(max(256, chunk_bytes // (itemsize * max(n_columns, 1))))
-
-
-def raise_overflow():
-    raise ValueError(
-        "The sums over X overflowed: its values (or their squares) are too "
-        "large for the accumulation dtype. Rescale X (e.g. with "
-        "StandardScaler) first; the statistics are unchanged."
-    )
 
 
 class NumpyBatchSums:

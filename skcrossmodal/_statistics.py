@@ -60,7 +60,7 @@ import numbers
 import numpy as np
 from scipy import sparse
 
-from ._batch_sums import xp_batch, xp_diagonal
+from ._batch_sums import raise_overflow, xp_batch, xp_diagonal
 from ._covariance import BlockCovariance, block_covariance, check_pair_counts
 from ._dask import is_dask_collection
 from ._namespace import (
@@ -72,7 +72,7 @@ from ._namespace import (
     to_namespace,
     to_numpy,
 )
-from ._numpy_sums import NumpyBatchSums, chunk_rows, raise_overflow
+from ._numpy_sums import NumpyBatchSums, chunk_rows
 
 __all__ = [
     "BlockCovariance",
