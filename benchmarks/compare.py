@@ -40,6 +40,13 @@ Measurement (what makes the comparison fair)
   then the parent asks every worker for one timed fit per round, libraries in
   a rotating order (round-robin), for ``--repeats`` rounds (>= 3). Reported:
   min / median / max; ratios use medians.
+* Settling: every timed fit starts ``--settle`` seconds (default 0.5) after
+  the previous one ended. OpenBLAS's worker threads spin for a while after
+  each call before they sleep, so a fit started at once shares the cores
+  with the previous library's spinning threads (another process) for its
+  first ~0.1 s: measured on the 2-core machine, ``X.T @ X`` at 200 000 x
+  300 took 0.34-0.40 s right after another BLAS library's call against
+  0.27-0.32 s after a pause.
 * Load: around every timed fit the worker reads ``/proc/stat`` and its own
   CPU time, and records the CPU that *other* processes used during the fit,
   in cores. A fit during which others used more than ``--busy-cores`` is
@@ -454,6 +461,8 @@ def _timed_fit(state, spec):
     attempts = []
     for _ in range(1 + spec["max_reruns"]):
         state["model"] = None
+        # Let other processes' BLAS threads stop spinning (module docstring).
+        time.sleep(spec.get("settle", 0.0))
         cpu_start = time.process_time()
         before = cpu_snapshot()
         seconds = _fit_once(state)
@@ -750,7 +759,8 @@ def run_benchmarks(args, log):
     memory_cap = _memory_cap(args.memory_cap_gb)
     log(
         f"BLAS threads {args.blas_threads} in every library; one warm-up fit, then "
-        f"{args.repeats} timed fits per library, round-robin; a fit is rerun (at "
+        f"{args.repeats} timed fits per library, round-robin, each "
+        f"{args.settle:g} s after the previous one; a fit is rerun (at "
         f"most {args.max_reruns}x) when other processes used > {args.busy_cores:g} "
         f"cores; fit budget {args.budget:g} s; memory cap {memory_cap / 1e9:.1f} GB "
         f"per worker; ridge reg={args.reg:g} everywhere (scikit-learn CCA: none)."
@@ -760,6 +770,7 @@ def run_benchmarks(args, log):
         "seed": args.seed,
         "busy_cores": args.busy_cores,
         "max_reruns": args.max_reruns,
+        "settle": args.settle,
     }
     results = {
         "machine": machine,
@@ -774,6 +785,7 @@ def run_benchmarks(args, log):
             "blas_threads": args.blas_threads,
             "busy_cores": args.busy_cores,
             "max_reruns": args.max_reruns,
+            "settle_s": args.settle,
             "warmup": 1,
         },
         "unavailable": unavailable,
@@ -1169,7 +1181,8 @@ def _conditions(results):
         f"BLAS threads: {settings['blas_threads']} in every library (threadpoolctl); "
         f"warm-up: {settings['warmup']} untimed fit per library and problem; "
         f"repeats: {settings['repeats']} timed fits per library, round-robin "
-        f"(rotating order); a fit was rerun (at most {settings['max_reruns']}x) when "
+        f"(rotating order), each {settings.get('settle_s', 0):g} s after the "
+        "previous one ended; a fit was rerun (at most {settings['max_reruns']}x) when "
         f"other processes used more than {settings['busy_cores']:g} cores during it. "
         f"Other processes' CPU during the timed fits: "
     )
@@ -1499,6 +1512,13 @@ def main(argv=None):
         help="rerun a fit during which other processes used more CPU than this",
     )
     parser.add_argument("--max-reruns", type=int, default=2)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.5,
+        help="seconds between timed fits, for other processes' BLAS threads to "
+        "stop spinning (0: none, as before 2026-12-04 night)",
+    )
     parser.add_argument(
         "--no-variants",
         action="store_true",
