@@ -189,9 +189,15 @@ def kernel_model(k, args, cross_validated=False):
 
     from skcrossmodal import SharedProjection, SharedProjectionCV
 
+    if len(args.gamma) > 2:
+        raise ValueError(f"--gamma takes one or two values, got {args.gamma}")
+    gammas = list(args.gamma) * (2 if len(args.gamma) == 1 else 1)
+
     def branch(seed):
         return Nystroem(
-            gamma=args.gamma, n_components=args.nystroem, random_state=args.seed + seed
+            gamma=gammas[seed],
+            n_components=args.nystroem,
+            random_state=args.seed + seed,
         )
 
     features = ColumnTransformer(
@@ -375,7 +381,13 @@ def main_parser():
         default=[1e-3, 1e-2, 1e-1, 1.0, 10.0, "auto"],
     )
     parser.add_argument("--nystroem", type=int, default=4000)
-    parser.add_argument("--gamma", type=float, default=0.005)
+    parser.add_argument(
+        "--gamma",
+        type=float,
+        nargs="+",
+        default=[0.005],
+        help="the RBF kernel's gamma: one for both views, or view 1's and view 2's",
+    )
     parser.add_argument("--hidden", nargs="+", type=int, default=[1024, 1024, 1024])
     # alpha 8 and one scale per view (pixels keep their relative scales):
     # 3.22 % at K = 10, against 3.65 % per-feature scaling and 3.79 % at
