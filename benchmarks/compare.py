@@ -40,13 +40,15 @@ Measurement (what makes the comparison fair)
   then the parent asks every worker for one timed fit per round, libraries in
   a rotating order (round-robin), for ``--repeats`` rounds (>= 3). Reported:
   min / median / max; ratios use medians.
-* Settling: every timed fit starts ``--settle`` seconds (default 0.5) after
-  the previous one ended. OpenBLAS's worker threads spin for a while after
-  each call before they sleep, so a fit started at once shares the cores
-  with the previous library's spinning threads (another process) for its
-  first ~0.1 s: measured on the 2-core machine, ``X.T @ X`` at 200 000 x
-  300 took 0.34-0.40 s right after another BLAS library's call against
-  0.27-0.32 s after a pause.
+* Settling (``--settle``, default 0): seconds of pause before every timed
+  fit. OpenBLAS's worker threads spin for a while after each call before
+  they sleep, so a fit started at once shares the cores with the previous
+  library's spinning threads (another process): in one process on the
+  2-core machine, ``X.T @ X`` at 200 000 x 300 took 0.34-0.40 s right
+  after another BLAS library's call against 0.27-0.32 s after a pause. Yet
+  runs of this script with ``--settle 0.5`` did not improve the ratios on
+  that machine (docs/benchmarks.rst), so the default keeps the protocol of
+  the published tables.
 * Load: around every timed fit the worker reads ``/proc/stat`` and its own
   CPU time, and records the CPU that *other* processes used during the fit,
   in cores. A fit during which others used more than ``--busy-cores`` is
@@ -759,8 +761,9 @@ def run_benchmarks(args, log):
     memory_cap = _memory_cap(args.memory_cap_gb)
     log(
         f"BLAS threads {args.blas_threads} in every library; one warm-up fit, then "
-        f"{args.repeats} timed fits per library, round-robin, each "
-        f"{args.settle:g} s after the previous one; a fit is rerun (at "
+        f"{args.repeats} timed fits per library, round-robin"
+        + (f", each after a {args.settle:g} s pause" if args.settle else "")
+        + f"; a fit is rerun (at "
         f"most {args.max_reruns}x) when other processes used > {args.busy_cores:g} "
         f"cores; fit budget {args.budget:g} s; memory cap {memory_cap / 1e9:.1f} GB "
         f"per worker; ridge reg={args.reg:g} everywhere (scikit-learn CCA: none)."
@@ -1181,8 +1184,13 @@ def _conditions(results):
         f"BLAS threads: {settings['blas_threads']} in every library (threadpoolctl); "
         f"warm-up: {settings['warmup']} untimed fit per library and problem; "
         f"repeats: {settings['repeats']} timed fits per library, round-robin "
-        f"(rotating order), each {settings.get('settle_s', 0):g} s after the "
-        "previous one ended; a fit was rerun (at most {settings['max_reruns']}x) when "
+        "(rotating order)"
+        + (
+            f", each after a {settings['settle_s']:g} s pause"
+            if settings.get("settle_s")
+            else ""
+        )
+        + f"; a fit was rerun (at most {settings['max_reruns']}x) when "
         f"other processes used more than {settings['busy_cores']:g} cores during it. "
         f"Other processes' CPU during the timed fits: "
     )
@@ -1515,9 +1523,9 @@ def main(argv=None):
     parser.add_argument(
         "--settle",
         type=float,
-        default=0.5,
-        help="seconds between timed fits, for other processes' BLAS threads to "
-        "stop spinning (0: none, as before 2026-12-04 night)",
+        default=0.0,
+        help="seconds of pause before every timed fit, for other processes' "
+        "BLAS threads to stop spinning (default 0: none)",
     )
     parser.add_argument(
         "--no-variants",
