@@ -134,7 +134,7 @@ class DeepFittedMixin:
             self.dtype,
             input_scaling=self.input_scaling,
         )
-        decoders = self._new_decoders(rng, X) if self.reconstruction else None
+        decoders = self._new_decoders(rng, X, encoders) if self.reconstruction else None
         self._set_parameters(encoders, decoders)
         self._optimizer = None
 
@@ -142,16 +142,18 @@ class DeepFittedMixin:
         hidden = self.hidden_layer_sizes
         return (hidden,) if isinstance(hidden, Integral) else tuple(hidden)
 
-    def _new_decoders(self, rng, X):
+    def _new_decoders(self, rng, X, encoders):
         """DCCAE decoders in X's namespace and device, drawn after the
-        encoders: each mirrors its encoder's hidden layers, from the output
-        of ``n_components`` back to the modality's features."""
+        encoders: each mirrors its encoder's hidden layers (those it has,
+        whatever ``hidden_layer_sizes`` says now: a warm start keeps the
+        encoders), from the output of ``n_components`` back to the
+        modality's features."""
         xp, dev = array_namespace(X), array_device(X)
         return {
             name: Encoder.decoder(
                 rng,
                 self.n_components,
-                self._hidden()[::-1],
+                [int(W.shape[1]) for W in encoders[name].coefs[:-1]][::-1],
                 len(indices),
                 self.activation,
                 self.dtype,
@@ -243,8 +245,11 @@ class DeepFittedMixin:
         if not self.reconstruction:
             decoders = None
         elif decoders is None:
-            decoders = self._new_decoders(rng, X)
-            self._set_parameters(self._encoders(), decoders)
+            encoders = self._encoders()
+            hidden = [int(W.shape[1]) for W in next(iter(encoders.values())).coefs]
+            self._check_network_memory(tuple(hidden[:-1]), X.shape[0])
+            decoders = self._new_decoders(rng, X, encoders)
+            self._set_parameters(encoders, decoders)
             self._optimizer = None
         return self._encoders(), decoders
 

@@ -409,6 +409,12 @@ def test_reconstruction_turned_on_for_a_warm_start_draws_decoders(X_small):
     assert not np.allclose(model.coefs_["a"][0], encoder[0])  # continued
     model.set_params(reconstruction=0.0).partial_fit(X_small)  # decoders idle
     assert np.isfinite(model.transform(X_small)).all()
+    # Decoders mirror the encoders the model has, not hidden_layer_sizes as
+    # changed since (a warm start keeps the encoders).
+    fresh = _small(warm_start=True, hidden_layer_sizes=(16, 8)).fit(X_small)
+    fresh.set_params(hidden_layer_sizes=(5,), reconstruction=0.5).fit(X_small)
+    assert [w.shape for w in fresh.coefs_["a"]] == [(3, 16), (16, 8), (8, 2)]
+    assert [w.shape for w in fresh.decoder_coefs_["a"]] == [(2, 8), (8, 16), (16, 3)]
 
 
 @pytest.mark.parametrize(
