@@ -153,7 +153,7 @@ class DeepFittedMixin:
             name: Encoder.decoder(
                 rng,
                 self.n_components,
-                [int(W.shape[1]) for W in encoders[name].coefs[:-1]][::-1],
+                encoders[name].hidden_sizes[::-1],
                 len(indices),
                 self.activation,
                 self.dtype,
@@ -246,8 +246,8 @@ class DeepFittedMixin:
             decoders = None
         elif decoders is None:
             encoders = self._encoders()
-            hidden = [int(W.shape[1]) for W in next(iter(encoders.values())).coefs]
-            self._check_network_memory(tuple(hidden[:-1]), X.shape[0])
+            hidden = next(iter(encoders.values())).hidden_sizes
+            self._check_network_memory(hidden, X.shape[0])
             decoders = self._new_decoders(rng, X, encoders)
             self._set_parameters(encoders, decoders)
             self._optimizer = None

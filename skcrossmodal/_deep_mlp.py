@@ -132,6 +132,11 @@ class Encoder:
         return [*self.coefs, *self.intercepts]
 
     @property
+    def hidden_sizes(self):
+        """Widths of the hidden layers, input to output."""
+        return tuple(int(W.shape[1]) for W in self.coefs[:-1])
+
+    @property
     def n_out(self):
         return int(self.coefs[-1].shape[1])
 
