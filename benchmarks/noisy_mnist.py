@@ -275,6 +275,7 @@ def deep_model(k, args):
         activation="relu",
         alpha=args.alpha,
         reconstruction=args.reconstruction,
+        input_dropout=args.input_dropout,
         input_scaling=args.input_scaling,
         batch_size=args.batch_size,
         learning_rate=args.schedule,
@@ -454,6 +455,15 @@ def main_parser():
         type=float,
         default=0.0,
         help="weight of the DCCAE reconstruction term (0: deep CCA alone)",
+    )
+    # Zeroing a fifth of the pixels in every step: 2.87 % at K = 10 against
+    # 3.22 % without (random_state 0; benchmarks page).
+    parser.add_argument(
+        "--input-dropout",
+        type=float,
+        default=0.2,
+        help="fraction of each view's pixels zeroed at random in every "
+        "training step (0: none)",
     )
     parser.add_argument(
         "--input-scaling", choices=["feature", "modality"], default="modality"

@@ -140,18 +140,27 @@ class Encoder:
     def n_out(self):
         return int(self.coefs[-1].shape[1])
 
-    def forward(self, X, keep=False):
-        """Output for rows ``X`` (same namespace and device, any float dtype);
-        with ``keep`` also every layer's output."""
+    def standardise(self, X):
+        """The first layer's input: ``X`` standardised, in the weights' dtype
+        (a decoder's input, an encoder's output, as it is)."""
+        if self.shift is None:
+            return X
         xp = self.xp
-        if self.shift is None:  # a decoder: its input is an encoder's output
-            h = X
-        else:
-            # Standardised in shift's (wide) dtype, then cast: casting X to
-            # float32 first would lose a small spread around a large mean
-            # (an offset of 1e8 leaves steps of 8) and overflow beyond ~3e38.
-            wide = xp.astype(X, self.shift.dtype, copy=False)
-            h = xp.astype((wide - self.shift) / self.scale, self.coefs[0].dtype)
+        # Standardised in shift's (wide) dtype, then cast: casting X to
+        # float32 first would lose a small spread around a large mean (an
+        # offset of 1e8 leaves steps of 8) and overflow beyond ~3e38.
+        wide = xp.astype(X, self.shift.dtype, copy=False)
+        return xp.astype((wide - self.shift) / self.scale, self.coefs[0].dtype)
+
+    def forward(self, X, keep=False, input_mask=None):
+        """Output for rows ``X`` (same namespace and device, any float dtype);
+        with ``keep`` also every layer's output. ``input_mask`` (rows x
+        features, the weights' dtype) multiplies the standardised input:
+        input dropout in training (see ``dropout_mask``)."""
+        xp = self.xp
+        h = self.standardise(X)
+        if input_mask is not None:
+            h = h * input_mask
         layers = [h]
         last = len(self.coefs) - 1
         for i, (W, b) in enumerate(zip(self.coefs, self.intercepts)):
@@ -194,6 +203,17 @@ class Encoder:
         """sum ||W||^2 over the weight matrices (not the intercepts), as a
         float for numpy and a 0-d array elsewhere (read once an epoch)."""
         return sum(sum_of_squares(self.xp, W) for W in self.coefs)
+
+
+def dropout_mask(generator, shape, rate, like):
+    """Inverted dropout's multiplier: 0 with probability ``rate``, else
+    ``1 / (1 - rate)`` (so each entry's expectation is unchanged), drawn by
+    numpy's ``generator`` and returned in the namespace, dtype and device of
+    ``like`` (one seed gives the same masks everywhere)."""
+    kept = generator.random(shape, dtype=np.float32) >= rate
+    xp = array_namespace(like)
+    mask = kept.astype(np.float32) * np.float32(1.0 / (1.0 - rate))
+    return to_namespace(xp, mask, like.dtype, array_device(like))
 
 
 class Adam:

@@ -21,7 +21,7 @@ from sklearn.externals.array_api_compat import device as array_device
 from ._batch_sums import check_spread_representable
 from ._closed_form import feature_scales
 from ._deep_loss import ey_loss_and_gradients
-from ._deep_mlp import Adam, Encoder, sum_of_squares
+from ._deep_mlp import Adam, Encoder, dropout_mask, sum_of_squares
 from ._modalities import take_columns
 from ._namespace import accumulation_dtype, to_numpy
 
@@ -128,7 +128,7 @@ def network_params(encoders, decoders=None):
 
 
 def batch_loss_and_gradients(
-    encoders, blocks, decay, decoders=None, reconstruction=0.0
+    encoders, blocks, decay, decoders=None, reconstruction=0.0, input_masks=None
 ):
     """Loss of one mini-batch and its gradient for every trained array.
 
@@ -139,11 +139,16 @@ def batch_loss_and_gradients(
     each modality's mean squared error of its decoder's reconstruction of
     the standardised input from the encoder's output (the fraction of that
     input's variance left unexplained, as the standardised features have
-    mean variance 1). Gradients in ``network_params`` order.
+    mean variance 1). ``input_masks`` (one per encoder, or None) multiply
+    the standardised inputs (input dropout); a decoder then rebuilds the
+    clean input from the masked one's code, as a denoising autoencoder
+    does. Gradients in ``network_params`` order.
     """
+    if input_masks is None:
+        input_masks = [None] * len(encoders)
     outputs, layers = [], []
-    for encoder, block in zip(encoders, blocks):
-        out, kept = encoder.forward(block, True)
+    for encoder, block, mask in zip(encoders, blocks, input_masks):
+        out, kept = encoder.forward(block, True, mask)
         outputs.append(out)
         layers.append(kept)
     loss, grads_out = ey_loss_and_gradients(outputs)
@@ -152,7 +157,11 @@ def batch_loss_and_gradients(
         grad_out = grads_out[m]
         if decoders is not None:
             decoder = decoders[m]
-            target = layers[m][0]  # the standardised input
+            target = (  # the standardised input, before any masking
+                layers[m][0]
+                if input_masks[m] is None
+                else encoder.standardise(blocks[m])
+            )
             rebuilt, rebuilt_layers = decoder.forward(outputs[m], True)
             residual = rebuilt - target
             weight = reconstruction / (target.shape[0] * target.shape[1])
@@ -182,6 +191,7 @@ def run_epoch(
     schedule=None,
     decoders=None,
     reconstruction=0.0,
+    input_dropout=0.0,
 ):
     """One pass of Adam over ``rows``; returns the mean mini-batch loss.
 
@@ -191,20 +201,35 @@ def run_epoch(
     ``schedule``, if given, maps the fraction of the epoch done (0 to 1) to
     the learning rate of the next step. ``decoders`` (a dict like
     ``encoders``, or None) add the DCCAE reconstruction term.
+    ``input_dropout`` above 0 zeroes that fraction of each batch's
+    standardised inputs at random (fresh masks every batch).
     """
     names = list(modalities)
     params = network_params(encoders, decoders)
     networks = [encoders[name] for name in names]
     decoder_list = None if decoders is None else [decoders[name] for name in names]
-    total, seen = 0.0, 0
     parts = batches(rng, rows, batch_size)
+    # Masks come from a Generator seeded by rng (its float32 draws cost a
+    # fraction of RandomState's); without dropout rng's stream is untouched.
+    noise = (
+        np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
+        if input_dropout
+        else None
+    )
+    total, seen = 0.0, 0
     for position, batch in enumerate(parts):
         if schedule is not None:
             optimizer.learning_rate = schedule(position / len(parts))
         X_batch = take_rows(X, batch)
         blocks = [take_columns(X_batch, modalities[name]) for name in names]
+        masks = None
+        if noise is not None:
+            masks = [
+                dropout_mask(noise, tuple(block.shape), input_dropout, network.coefs[0])
+                for block, network in zip(blocks, networks)
+            ]
         loss, grads = batch_loss_and_gradients(
-            networks, blocks, alpha / len(batch), decoder_list, reconstruction
+            networks, blocks, alpha / len(batch), decoder_list, reconstruction, masks
         )
         optimizer.step(params, grads)
         total = total + loss * len(batch)
@@ -234,6 +259,7 @@ def train(
     verbose,
     decoders=None,
     reconstruction=0.0,
+    input_dropout=0.0,
 ):
     """Epochs until ``max_iter`` or no progress; returns the training record.
 
@@ -272,6 +298,7 @@ def train(
             cosine,
             decoders,
             reconstruction,
+            input_dropout,
         )
         record["loss_curve"].append(loss)
         # As MLPClassifier: progress is measured against the best so far

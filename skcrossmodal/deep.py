@@ -116,6 +116,21 @@ class DeepSharedProjection(
         modality beside what correlates across modalities; a training step
         costs about twice as much. 0 trains deep CCA alone.
 
+    input_dropout : float in [0, 1), default=0.0
+        Fraction of each encoder's standardised input features zeroed at
+        random in every training step (a fresh mask per batch and row; the
+        kept ones scaled by ``1 / (1 - input_dropout)``), as dropout on the
+        input layer (Srivastava et al., JMLR 2014) or the masking noise of
+        denoising autoencoders (Vincent et al., ICML 2008). As the inputs
+        are centred, a zeroed feature is set to its mean. The encoders learn
+        outputs that agree across modalities from any large part of the
+        input, which keeps them from fitting the correlation of a few
+        features of the training rows. ``transform``, ``score`` and early
+        stopping's held-out correlation see the whole input. With
+        ``reconstruction``, the decoders rebuild the clean input. On Noisy
+        MNIST 0.2 lowers the test error from about 3.2 % to about 2.9 %
+        (benchmarks page).
+
     reg : float >= 0, default=0.0
         Ridge of the final linear CCA on the outputs (``reg`` of
         :class:`SharedProjection`).
@@ -277,6 +292,7 @@ class DeepSharedProjection(
         "alpha": [Interval(Real, 0, None, closed="left")],
         "input_scaling": [StrOptions({"feature", "modality"})],
         "reconstruction": [Interval(Real, 0, None, closed="left")],
+        "input_dropout": [Interval(Real, 0, 1, closed="left")],
         "reg": [Interval(Real, 0, None, closed="left")],
         "output": [str],
         "batch_size": [
@@ -306,6 +322,7 @@ class DeepSharedProjection(
         alpha=1e-4,
         input_scaling="feature",
         reconstruction=0.0,
+        input_dropout=0.0,
         reg=0.0,
         output="mean",
         batch_size="auto",
@@ -328,6 +345,7 @@ class DeepSharedProjection(
         self.alpha = alpha
         self.input_scaling = input_scaling
         self.reconstruction = reconstruction
+        self.input_dropout = input_dropout
         self.reg = reg
         self.output = output
         self.batch_size = batch_size
@@ -408,6 +426,7 @@ class DeepSharedProjection(
             verbose=self.verbose,
             decoders=decoders,
             reconstruction=self.reconstruction,
+            input_dropout=self.input_dropout,
         )
         self._optimizer = optimizer
         self.n_iter_ += record["n_epochs"]
@@ -480,6 +499,7 @@ class DeepSharedProjection(
             self.alpha,
             decoders=decoders,
             reconstruction=self.reconstruction,
+            input_dropout=self.input_dropout,
         )
         self.loss_curve_.append(loss)
         self.n_iter_ += 1

@@ -11,7 +11,7 @@ from sklearn.externals.array_api_compat import array_namespace
 
 from skcrossmodal import SharedProjection
 from skcrossmodal._deep_loss import ey_loss_and_gradients
-from skcrossmodal._deep_mlp import Encoder
+from skcrossmodal._deep_mlp import Encoder, dropout_mask
 from skcrossmodal.deep import DeepSharedProjection
 
 EVEN_ODD = {"even": slice(0, None, 2), "odd": slice(1, None, 2)}
@@ -136,12 +136,16 @@ def test_network_gradients_match_finite_differences(activation, namespace):
             np.testing.assert_allclose(_to_numpy(grad), numeric, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("namespace", NAMESPACES)
-def test_dccae_gradients_match_finite_differences(namespace):
+def test_dccae_gradients_match_finite_differences(namespace, masked):
     """With decoders (DCCAE): every weight and bias of the encoders and the
     decoders, through the Eckhart-Young loss, the reconstruction error of
     the standardised input and the decay, against an objective written out
-    from the forward passes alone."""
+    from the forward passes alone. ``masked``: with input dropout, the
+    encoders see the standardised input times a mask (fed here to networks
+    sharing their weights but not their standardisation) and the decoders
+    rebuild the clean input."""
     from skcrossmodal._deep_train import batch_loss_and_gradients, network_params
 
     xp, device = _namespace(namespace)
@@ -162,9 +166,19 @@ def test_dccae_gradients_match_finite_differences(namespace):
     ]
     X = [xp.asarray(x, device=device) for x in X]
     decay, weight = 0.3, 0.7
+    masks, inputs, fed = None, X, encoders
+    if masked:
+        noise = np.random.default_rng(3)
+        masks = [
+            dropout_mask(noise, x.shape, 0.4, e.coefs[0]) for x, e in zip(X, encoders)
+        ]
+        inputs = [s * m for s, m in zip(standardised, masks)]
+        fed = [
+            Encoder(e.coefs, e.intercepts, None, None, e.activation) for e in encoders
+        ]
 
     def objective():
-        outputs = [e.forward(x) for e, x in zip(encoders, X)]
+        outputs = [e.forward(x) for e, x in zip(fed, inputs)]
         loss, _ = ey_loss_and_gradients(outputs)
         for d, z, target in zip(decoders, outputs, standardised):
             error = d.forward(z) - target
@@ -172,7 +186,7 @@ def test_dccae_gradients_match_finite_differences(namespace):
         networks = [*encoders, *decoders]
         return loss + 0.5 * decay * sum(n.penalty() for n in networks)
 
-    loss, grads = batch_loss_and_gradients(encoders, X, decay, decoders, weight)
+    loss, grads = batch_loss_and_gradients(encoders, X, decay, decoders, weight, masks)
     assert float(loss) == pytest.approx(float(objective()), rel=1e-12)
     params = network_params(dict(enumerate(encoders)), dict(enumerate(decoders)))
     assert len(grads) == len(params)
@@ -417,11 +431,44 @@ def test_reconstruction_turned_on_for_a_warm_start_draws_decoders(X_small):
     assert [w.shape for w in fresh.decoder_coefs_["a"]] == [(2, 8), (8, 16), (16, 3)]
 
 
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_dropout_mask_zeroes_the_rate_and_keeps_the_expectation(namespace):
+    """Binomial bounds: 200 000 draws at rate 0.3 put the zeroed fraction
+    within 0.3 +- 0.005 (over 7 standard deviations)."""
+    xp, device = _namespace(namespace)
+    like = xp.zeros(1, dtype=xp.float32, device=device)
+    mask = dropout_mask(np.random.default_rng(0), (400, 500), 0.3, like)
+    assert _namespace_name(mask) == namespace and mask.dtype == xp.float32
+    values = _to_numpy(mask)
+    assert set(np.unique(values)) == {0.0, np.float32(1 / 0.7)}
+    assert abs((values == 0).mean() - 0.3) < 0.005
+    assert abs(values.mean() - 1.0) < 0.01
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_input_dropout_trains_on_masked_inputs_and_transforms_whole_ones(X_small):
+    """Reproducible with random_state; other weights than without it; 0 is
+    exactly the model without it; transform is deterministic (no mask)."""
+    plain = _small().fit(X_small)
+    zero = _small(input_dropout=0.0).fit(X_small)
+    dropped = _small(input_dropout=0.3).fit(X_small)
+    again = _small(input_dropout=0.3).fit(X_small)
+    np.testing.assert_array_equal(zero.coefs_["a"][0], plain.coefs_["a"][0])
+    np.testing.assert_array_equal(again.coefs_["a"][0], dropped.coefs_["a"][0])
+    assert not np.allclose(dropped.coefs_["a"][0], plain.coefs_["a"][0])
+    np.testing.assert_array_equal(
+        dropped.transform(X_small), dropped.transform(X_small)
+    )
+    # The signal survives the noise: the latent is still found.
+    assert dropped.canonical_correlations_[0] > 0.8
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
         ({"output": "c"}, "output='c'"),
         ({"reconstruction": -1.0}, "'reconstruction' parameter"),
+        ({"input_dropout": 1.0}, "'input_dropout' parameter"),
         ({"modalities": {"a": slice(0, 3), "b": slice(3, 3)}}, "at least one column"),
         ({"early_stopping": True, "validation_fraction": 0.99}, "validation_fraction"),
     ],
@@ -514,17 +561,22 @@ def _four_epochs(**params):
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("namespace", NAMESPACES[1:])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-@pytest.mark.parametrize("reconstruction", [0.0, 0.5])
+@pytest.mark.parametrize("reconstruction, input_dropout", [(0.0, 0.0), (0.5, 0.3)])
 def test_fit_in_a_namespace_equals_the_numpy_fit(
-    X_small, namespace, activation, reconstruction, dispatch
+    X_small, namespace, activation, reconstruction, input_dropout, dispatch
 ):
-    """Same random_state: same initial weights, same batches, the same Adam
-    steps; the weights (the decoders' too, with a reconstruction term),
-    correlations and outputs match numpy's, and live in X's namespace and
-    device."""
+    """Same random_state: same initial weights, same batches, the same input
+    masks, the same Adam steps; the weights (the decoders' too, with a
+    reconstruction term), correlations and outputs match numpy's, and live
+    in X's namespace and device."""
     xp, device = _namespace(namespace)
     X_xp = xp.asarray(X_small, device=device)
-    params = dict(activation=activation, output="concat", reconstruction=reconstruction)
+    params = dict(
+        activation=activation,
+        output="concat",
+        reconstruction=reconstruction,
+        input_dropout=input_dropout,
+    )
     expected = _four_epochs(**params).fit(X_small)
     model = _four_epochs(**params).fit(X_xp)
     arrays = ["coefs_", "intercepts_"]

@@ -65,12 +65,14 @@ ESTIMATORS = [
         max_iter=3,
         random_state=0,
     ),
-    # DCCAE: decoders trained too (fitted attributes beside the encoders').
+    # DCCAE: decoders trained too (fitted attributes beside the encoders'),
+    # from masked inputs (input dropout: random draws in every step).
     DeepSharedProjection(
         n_components=1,
         modalities=EVEN_ODD,
         hidden_layer_sizes=(4,),
         reconstruction=0.5,
+        input_dropout=0.2,
         max_iter=3,
         random_state=0,
     ),
