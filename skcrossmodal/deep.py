@@ -127,9 +127,10 @@ class DeepSharedProjection(
         input, which keeps them from fitting the correlation of a few
         features of the training rows. ``transform``, ``score`` and early
         stopping's held-out correlation see the whole input. With
-        ``reconstruction``, the decoders rebuild the clean input. On Noisy
-        MNIST 0.2 lowers the test error from about 3.2 % to about 2.9 %
-        (benchmarks page).
+        ``reconstruction``, the decoders rebuild the clean input. A
+        regulariser: pair it with a smaller ``alpha``. On Noisy MNIST, 0.3
+        with ``alpha=4`` lowered the test error from 3.22 % (``alpha=8``
+        without it) to 2.57 % (benchmarks page).
 
     reg : float >= 0, default=0.0
         Ridge of the final linear CCA on the outputs (``reg`` of
