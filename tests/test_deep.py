@@ -461,6 +461,15 @@ def test_input_dropout_trains_on_masked_inputs_and_transforms_whole_ones(X_small
     )
     # The signal survives the noise: the latent is still found.
     assert dropped.canonical_correlations_[0] > 0.8
+    # partial_fit masks too: a first epoch from the same initial weights and
+    # batches differs only by the masks, which random_state reproduces.
+    masked = _small(input_dropout=0.3).partial_fit(X_small)
+    np.testing.assert_array_equal(
+        _small(input_dropout=0.3).partial_fit(X_small).coefs_["a"][0],
+        masked.coefs_["a"][0],
+    )
+    whole = _small().partial_fit(X_small)
+    assert not np.allclose(masked.coefs_["a"][0], whole.coefs_["a"][0])
 
 
 @pytest.mark.parametrize(
