@@ -152,15 +152,15 @@ class Encoder:
         wide = xp.astype(X, self.shift.dtype, copy=False)
         return xp.astype((wide - self.shift) / self.scale, self.coefs[0].dtype)
 
-    def forward(self, X, keep=False, input_mask=None):
+    def forward(self, X, keep=False):
         """Output for rows ``X`` (same namespace and device, any float dtype);
-        with ``keep`` also every layer's output. ``input_mask`` (rows x
-        features, the weights' dtype) multiplies the standardised input:
-        input dropout in training (see ``dropout_mask``)."""
+        with ``keep`` also every layer's output."""
+        return self.propagate(self.standardise(X), keep)
+
+    def propagate(self, h, keep=False):
+        """``forward`` from the first layer's input ``h`` (``standardise``'s
+        output, or a masked copy of it in training: input dropout)."""
         xp = self.xp
-        h = self.standardise(X)
-        if input_mask is not None:
-            h = h * input_mask
         layers = [h]
         last = len(self.coefs) - 1
         for i, (W, b) in enumerate(zip(self.coefs, self.intercepts)):

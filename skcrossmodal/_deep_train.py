@@ -146,22 +146,20 @@ def batch_loss_and_gradients(
     """
     if input_masks is None:
         input_masks = [None] * len(encoders)
-    outputs, layers = [], []
+    outputs, layers, inputs = [], [], []
     for encoder, block, mask in zip(encoders, blocks, input_masks):
-        out, kept = encoder.forward(block, True, mask)
+        clean = encoder.standardise(block)
+        out, kept = encoder.propagate(clean if mask is None else clean * mask, True)
         outputs.append(out)
         layers.append(kept)
+        inputs.append(clean)
     loss, grads_out = ey_loss_and_gradients(outputs)
     encoder_grads, decoder_grads = [], []
     for m, encoder in enumerate(encoders):
         grad_out = grads_out[m]
         if decoders is not None:
             decoder = decoders[m]
-            target = (  # the standardised input, before any masking
-                layers[m][0]
-                if input_masks[m] is None
-                else encoder.standardise(blocks[m])
-            )
+            target = inputs[m]  # the standardised input, before any masking
             rebuilt, rebuilt_layers = decoder.forward(outputs[m], True)
             residual = rebuilt - target
             weight = reconstruction / (target.shape[0] * target.shape[1])
