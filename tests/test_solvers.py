@@ -314,3 +314,31 @@ def test_whitened_blocks_is_the_whitened_matrix():
         rtol=0,
         atol=1e-10,
     )
+
+
+@pytest.mark.parametrize("singular", [False, True])
+def test_whitened_blocks_made_dense_in_a_given_buffer(singular):
+    # The full reduction builds the dense whitened matrix in the memory of
+    # the equilibrated covariance (already mapped, so no page faults on a
+    # fresh D x D array): it must be W^T C W for W = blockdiag(W_m), formed
+    # here by dense products, whatever the buffer held (NaN) and with a
+    # rank-deficient block making the whitened side shorter than the buffer.
+    covariance, blocks = _problem(3, [50, 40, 30], n_signals=4)
+    if singular:
+        covariance[:, 0] = covariance[:, 1]
+        covariance[0, :] = covariance[1, :]
+    whiteners = [_solvers._whitening(covariance[b, b]) for b in blocks]
+    operator = _solvers._WhitenedBlocks.from_covariance(covariance, blocks, whiteners)
+    dense_w = linalg.block_diag(*[white.toarray() for white in whiteners])
+    expected = dense_w.T @ covariance @ dense_w
+    side = 119 if singular else 120
+    buffer = np.full((120, 120), np.nan)
+    dense = operator.toarray(out=buffer)
+    assert dense.shape == (side, side)
+    assert np.shares_memory(dense, buffer)
+    np.testing.assert_allclose(dense, expected, rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(dense, operator.toarray())
+    fortran = np.full((120, 120), np.nan, order="F")
+    np.testing.assert_array_equal(operator.toarray(out=fortran), dense)
+    with pytest.raises(ValueError, match="contiguous float64"):
+        operator.toarray(out=np.zeros((240, 240))[::2, ::2])
