@@ -39,6 +39,12 @@ _UNSHIFTED_MAX_RATIO = 10.0
 # Rows per numpy chunk: about 16 MB of float64 keeps syrk efficient while the
 # chunk stays small next to X.
 _CHUNK_BYTES = 16 * 2**20
+# Rows whose moments choose the shift (and are checked for spreads whose
+# squares underflow): the shift need only be near the mean (within a few
+# standard deviations keeps every digit), which these rows give as well as
+# a whole chunk would; their moments took 4 ms, 15 % of a 20 000 x 200 fit,
+# on a 16 MB chunk.
+_HEAD_ROWS = 2048
 
 
 def chunk_rows(n_columns, itemsize=8, chunk_bytes=None):
@@ -74,7 +80,7 @@ class NumpyBatchSums:
         """The shift (first rows' mean, or zero where no digit is at stake)
         and the columns whose mean is large against their spread."""
         n_columns = len(self.columns)
-        head = X[: chunk_rows(n_columns)]
+        head = X[:_HEAD_ROWS]
         head = head[:, self.columns] if not self._in_order else head
         if sparse.issparse(head):
             mean, std = sparse_nan_moments(head)

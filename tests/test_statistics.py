@@ -565,3 +565,32 @@ def test_every_layout_of_an_in_order_batch_gives_the_brute_force_answer(
     if not missing:
         assert (calls[0] == X.shape[0]) == whole
         assert len(calls) == (1 if whole else -(-X.shape[0] // 256))
+
+
+@pytest.mark.parametrize(
+    "head_level, rest_level", [(0.0, 1e8), (1e8, 0.0), (1e8, 1e8 + 10.0)]
+)
+@pytest.mark.parametrize("order", ["in order", "out of order"])
+def test_the_shift_from_the_first_rows_serves_rows_at_another_level(
+    head_level, rest_level, order, monkeypatch
+):
+    # The shift is chosen from the first _HEAD_ROWS rows only. Whatever the
+    # later rows do (jump to 1e8, leave it, drift by 10 spreads), the sums
+    # must still give the definition: the shift only has to keep the
+    # spread's digits where the level is constant, and a level that moves is
+    # part of the spread. Here the head is a twelfth of the rows.
+    monkeypatch.setattr(_numpy_sums, "_HEAD_ROWS", 50)
+    modalities = IN_ORDER if order == "in order" else MODALITIES
+    X = make_data(600, missing=False, seed=7)
+    if order == "in order":  # the zero-copy path: one syrk over X itself
+        X = np.ascontiguousarray(X[:, np.concatenate(list(MODALITIES.values()))])
+    X[:50] += head_level
+    X[50:] += rest_level
+    acc = CovarianceAccumulator(modalities, N_FEATURES)
+    acc.update(X)
+    mean, covariance, _ = brute_force(X, modalities=modalities)
+    stats = acc.finalize()
+    scale = np.abs(np.diag(covariance)).max()
+    np.testing.assert_allclose(stats.covariance, covariance, rtol=0, atol=1e-10 * scale)
+    spread = np.sqrt(np.diag(covariance))
+    np.testing.assert_allclose(stats.mean, mean, rtol=0, atol=1e-10 * spread.max())
