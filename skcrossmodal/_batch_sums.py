@@ -172,9 +172,7 @@ def xp_batch(acc, X, weights, xp, chunk_bytes):
 
     shift = acc.shift
     if shift is None:
-        head = next(chunks())[1]
-        check_spread_representable(xp, head, acc.columns)
-        shift = _xp_nanmean(xp, head)
+        shift = _xp_first_means(xp, chunks(), acc.columns)
     batch = acc._fresh(shift, None, xp, dtype, dev)
     sums = None
     for _, chunk, w in chunks():
@@ -224,11 +222,28 @@ def _xp_fourth_moments(acc, xp, Z, w):
         acc.square_cross[position] = acc.square_cross[position] + weighted.T @ Z_block
 
 
-def _xp_nanmean(xp, chunk):
-    """Column means over the non-NaN rows (0 where none, or not finite)."""
-    is_nan = xp.isnan(chunk)
-    counts = xp.sum(xp.astype(~is_nan, chunk.dtype), axis=0)
-    totals = xp.sum(xp.where(is_nan, xp.zeros_like(chunk), chunk), axis=0)
+def _xp_first_means(xp, chunks, columns):
+    """The shift of an array API batch: column means over the non-NaN rows
+    of its first chunk (which also gets the spread check); a column with no
+    value there (its modality missing from every row of the chunk) takes
+    its mean from the first later chunk that has values of it, as the
+    numpy path does (a shift of 0 under a level of 1e8 would lose every
+    digit of the spread); 0 where no chunk has any, or not finite."""
+    totals = counts = None
+    for position, (_, chunk, _) in enumerate(chunks):
+        if position == 0:
+            check_spread_representable(xp, chunk, columns)
+        is_nan = xp.isnan(chunk)
+        chunk_counts = xp.sum(xp.astype(~is_nan, chunk.dtype), axis=0)
+        chunk_totals = xp.sum(xp.where(is_nan, xp.zeros_like(chunk), chunk), axis=0)
+        if totals is None:
+            totals, counts = chunk_totals, chunk_counts
+        else:
+            unseen = counts == 0
+            totals = xp.where(unseen, chunk_totals, totals)
+            counts = xp.where(unseen, chunk_counts, counts)
+        if bool(xp.all(counts > 0)):
+            break
     mean = totals / xp.where(counts > 0, counts, xp.ones_like(counts))
     return xp.where(xp.isfinite(mean), mean, xp.zeros_like(mean))
 

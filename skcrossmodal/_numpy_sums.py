@@ -78,28 +78,29 @@ class NumpyBatchSums:
 
     def _choose_shift(self, X):
         """The shift (first rows' mean, or zero where no digit is at stake)
-        and the columns whose mean is large against their spread."""
+        and the columns whose mean is large against their spread.
+
+        The first ``_HEAD_ROWS`` rows give each column's moments; a modality
+        missing from all of them (its columns NaN there) gets its moments
+        from its own first rows further down (``_first_present_rows``):
+        with a shift of 0, a level far from zero (1e8 + N(0, 1)) would lose
+        every digit of its spread in the sums, silently.
+        """
         n_columns = len(self.columns)
         head = X[:_HEAD_ROWS]
         head = head[:, self.columns] if not self._in_order else head
-        if sparse.issparse(head):
-            mean, std = sparse_nan_moments(head)
-        else:
-            # Plain moments first: nanmean/nanstd copy the head, and complete
-            # data (the common case) has no NaN to skip.
-            with np.errstate(invalid="ignore", over="ignore"):  # inf: later
-                mean, std = head.mean(axis=0), head.std(axis=0)
-        finite = np.isfinite(mean).all() and np.isfinite(std).all()
-        if not (finite or sparse.issparse(head)):
-            with warnings.catch_warnings():
-                # All-NaN columns (a modality missing in every head row).
-                warnings.simplefilter("ignore", RuntimeWarning)
-                with np.errstate(invalid="ignore", over="ignore"):
-                    mean = np.nanmean(head, axis=0)
-                    std = np.nanstd(head, axis=0)
-        mean = np.where(np.isfinite(mean), mean, 0.0).astype(np.float64)
+        mean, std = _moments(head)
         # Sums are float64 whatever X's float (chunks are converted).
         check_spread_representable(np, head, self.columns, np.float64, std=std)
+        unseen = ~np.isfinite(mean)
+        if unseen.any() and X.shape[0] > _HEAD_ROWS:
+            later = self._first_present_rows(X, unseen)
+            if later is not None:
+                mean[unseen], std[unseen] = _moments(later)
+                check_spread_representable(
+                    np, later, self.columns[unseen], np.float64, std=std[unseen]
+                )
+        mean = np.where(np.isfinite(mean), mean, 0.0).astype(np.float64)
         large = np.abs(mean) > _UNSHIFTED_MAX_RATIO * np.nan_to_num(std)
         if sparse.issparse(X):
             # Unshifted sparse sums are exact; shift only where needed.
@@ -109,6 +110,31 @@ class NumpyBatchSums:
         # Chunks are copied anyway (float32, out-of-order columns, another
         # memory layout, or a shift needed): subtracting the shift is free.
         return mean, large
+
+    def _first_present_rows(self, X, unseen):
+        """The ``unseen`` columns (a mask in modality order) of the rows after
+        the head in which they have values: up to ``_HEAD_ROWS`` values of
+        each, as a dense float block, or None when no later row has any.
+
+        Only these columns are read, in bounded chunks; a modality missing
+        everywhere costs one scan of its columns (the fit then fails on its
+        paired-row count anyway).
+        """
+        columns = self.columns[unseen]
+        step = chunk_rows(len(columns))
+        parts = []
+        counts = np.zeros(len(columns), dtype=np.int64)
+        for start in range(_HEAD_ROWS, X.shape[0], step):
+            block = X[start : start + step][:, columns]
+            block = block.toarray() if sparse.issparse(block) else np.asarray(block)
+            given = ~np.isnan(block)
+            rows = given.any(axis=1)
+            if rows.any():
+                parts.append(block[rows])
+                counts += given[rows].sum(axis=0)
+                if counts.min() >= _HEAD_ROWS:
+                    break
+        return np.vstack(parts) if parts else None
 
     def _zero_copy_possible(self, X):
         return X.dtype == np.float64 and X.flags.c_contiguous and self._in_order
@@ -262,6 +288,24 @@ class NumpyBatchSums:
                 root = squares if w is None else squares * np.sqrt(w)[:, None]
                 _syrk_update(square_gram, root)
                 square_cross += weighted.T @ Z_block
+
+
+def _moments(head):
+    """Column means and standard deviations of ``head`` (dense or sparse)
+    over its non-NaN entries; NaN for a column with none."""
+    if sparse.issparse(head):
+        return sparse_nan_moments(head)
+    # Plain moments first: nanmean/nanstd copy the head, and complete data
+    # (the common case) has no NaN to skip.
+    with np.errstate(invalid="ignore", over="ignore"):  # inf: found later
+        mean, std = head.mean(axis=0), head.std(axis=0)
+    if np.isfinite(mean).all() and np.isfinite(std).all():
+        return mean, std
+    with warnings.catch_warnings():
+        # All-NaN columns (a modality missing in every row of the head).
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.nanmean(head, axis=0), np.nanstd(head, axis=0)
 
 
 def _finite_column_sums(chunk, w=None):

@@ -594,3 +594,24 @@ def test_the_shift_from_the_first_rows_serves_rows_at_another_level(
     np.testing.assert_allclose(stats.covariance, covariance, rtol=0, atol=1e-10 * scale)
     spread = np.sqrt(np.diag(covariance))
     np.testing.assert_allclose(stats.mean, mean, rtol=0, atol=1e-10 * spread.max())
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+@pytest.mark.parametrize("first_present", [60, 700])
+def test_a_modality_missing_from_the_first_rows_still_gets_its_own_shift(
+    namespace, first_present, small_chunks, monkeypatch
+):
+    # Modality "b" sits at a level of 1e8 (spread ~1) and is missing from
+    # the first rows: past the head that chooses the shift (first 50 rows
+    # here) and, at 700, past the first 256-row chunk of the array API path.
+    # A shift of 0 for it would lose every digit of its covariance (the fit
+    # then gave correlations 0.32 and 0 for 0.92 and 0.48); its shift must
+    # come from its own first rows.
+    monkeypatch.setattr(_numpy_sums, "_HEAD_ROWS", 50)
+    X = make_data(1200, missing=False, seed=3)
+    X[:, MODALITIES["b"]] += 1e8
+    X[:first_present, MODALITIES["b"]] = np.nan
+    X[first_present + 100 : first_present + 150, MODALITIES["c"]] = np.nan
+    acc = CovarianceAccumulator(MODALITIES, N_FEATURES)
+    acc.update(convert(namespace, X))
+    assert_statistics(acc.finalize(), X, rtol=1e-10)
