@@ -22,8 +22,11 @@ modalities and weights this is the ordinary (biased, ``1/n``) covariance.
 One arithmetic for every path
 -----------------------------
 Sums of raw squares lose digits when a feature's mean is large against its
-spread. The accumulator subtracts a *shift* (the first batch's mean) before
-it forms products, so what it sums is close to centred, whatever the input:
+spread. The accumulator subtracts a *shift* (the mean of the first rows
+where each modality is present: the first batch's first rows, or, for a
+modality missing from them, its own first rows further down or in a later
+batch, while its sums are still zero) before it forms products, so what it
+sums is close to centred, whatever the input:
 
 * dense numpy: the shift is skipped (zero, the Gram computed on a view of
   X) when the first batch shows every mean within ten standard deviations of
@@ -345,16 +348,45 @@ class CovarianceAccumulator(NumpyBatchSums):
         weights = self._check_weights(sample_weight, X, xp)
         if X.shape[0] == 0:
             return self
+        previous = self.shift, self.large_offset
         # Infinity, NaN and overflow are found and raised as clear errors
         # below; numpy's own warnings on the way would only add noise.
         with np.errstate(over="ignore", invalid="ignore"):
-            if xp is None:
-                batch = self._numpy_batch(X, weights)
-            else:
-                batch = xp_batch(self, X, weights, xp, _XP_CHUNK_BYTES)
-        if batch is not None:
-            self._absorb(batch)
+            try:
+                if xp is None:
+                    self._shift_modalities_first_seen(X)
+                    batch = self._numpy_batch(X, weights)
+                else:
+                    batch = xp_batch(self, X, weights, xp, _XP_CHUNK_BYTES)
+                if batch is not None:
+                    self._absorb(batch)
+            except BaseException:
+                self.shift, self.large_offset = previous  # atomic
+                raise
         return self
+
+    def _shift_modalities_first_seen(self, X):
+        """Choose the shift of the modalities that no earlier batch had
+        (numpy and sparse batches).
+
+        The shift is chosen from the first batch; a modality missing from
+        all of its rows got 0 there, and a level far from zero (1e8 + a
+        spread of 1) would lose every digit of its spread in the sums. Its
+        sums are exactly zero so far whatever its shift (its rows were all
+        missing), so its shift can still be chosen from this batch. Only
+        for an accumulator that has seen rows: an empty one made by
+        ``empty_like`` keeps the shift it shares with its siblings, which
+        are merged later.
+        """
+        if self.shift is None or self.n_rows == 0:
+            return
+        unseen = np.diagonal(self.pair_rows) == 0
+        if not unseen.any():
+            return
+        columns = unseen[self.block_of_column]
+        shift, large = self._choose_shift(X)
+        self.shift = np.where(columns, shift, self.shift)
+        self.large_offset = np.where(columns, large, self.large_offset)
 
     def _check_weights(self, sample_weight, X, xp):
         """Weights as a numpy (numpy / sparse X) or xp vector, None if all 1."""

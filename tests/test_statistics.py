@@ -615,3 +615,28 @@ def test_a_modality_missing_from_the_first_rows_still_gets_its_own_shift(
     acc = CovarianceAccumulator(MODALITIES, N_FEATURES)
     acc.update(convert(namespace, X))
     assert_statistics(acc.finalize(), X, rtol=1e-10)
+
+
+@pytest.mark.parametrize("namespace", ["numpy", "sparse"])
+def test_a_modality_missing_from_the_whole_first_batch_gets_its_shift_later(
+    namespace,
+):
+    # partial_fit's first batch has no row of "b" (so it chose b's shift
+    # from nothing: 0); b arrives at a level of 1e8 in the next batches.
+    # Its sums are all zero until then, so its shift is chosen from the
+    # batch where it first appears and the digits are kept. A rejected
+    # batch (an infinity) leaves the shift as it was.
+    X = make_data(900, missing=False, seed=4)
+    X[:, MODALITIES["b"]] += 1e8
+    X[:300, MODALITIES["b"]] = np.nan
+    acc = CovarianceAccumulator(MODALITIES, N_FEATURES)
+    acc.update(convert(namespace, X[:300]))
+    assert not np.any(acc.shift[acc.block_of_column == 1])
+    bad = X[300:600].copy()
+    bad[5, 0] = np.inf
+    with pytest.raises(ValueError):
+        acc.update(convert(namespace, bad))
+    assert not np.any(acc.shift[acc.block_of_column == 1])
+    acc.update(convert(namespace, X[300:600]))
+    acc.update(convert(namespace, X[600:]))
+    assert_statistics(acc.finalize(), X, rtol=1e-10)
