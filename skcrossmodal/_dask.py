@@ -219,12 +219,26 @@ def _shift_of(row_chunks, accumulator):
     # Chosen where the first non-empty chunk lives; only the shift (one
     # number per feature) comes back. Kept only if the whole array's sums
     # succeed: a rejected X leaves the accumulator as it was.
+    # A modality missing from every row of that chunk takes its shift from
+    # the first later chunk that has it (a shift of 0 under a level of 1e8
+    # would lose every digit of its spread); complete data reads one chunk.
     spec = dask.delayed(_Spec(accumulator), pure=True)
+    shift = large = seen = None
     for chunk in row_chunks:
         (found,) = dask.compute(dask.delayed(_first_shift)(chunk, spec))
-        if found is not None:
-            return found
-    return None
+        if found is None:
+            continue
+        if shift is None:
+            shift, large, seen = found
+        else:
+            new = found[2] & ~seen
+            columns = new[accumulator.block_of_column]
+            shift = np.where(columns, found[0], shift)
+            large = np.where(columns, found[1], large)
+            seen = seen | new
+        if seen.all():
+            break
+    return None if shift is None else (shift, large)
 
 
 def _tree(parts, merge):
@@ -270,10 +284,13 @@ def _as_float(block):
 
 
 def _first_shift(block, spec):
+    """(shift, large_offset, modalities with a row here) of a chunk, or None
+    for an empty one."""
     block = _as_float(block)
     if block.shape[0] == 0:
         return None
-    return spec.new()._choose_shift(block)
+    accumulator = spec.new()
+    return (*accumulator._choose_shift(block), accumulator.modalities_given(block))
 
 
 def _accumulate_chunk(block, spec):

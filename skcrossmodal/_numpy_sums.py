@@ -111,6 +111,13 @@ class NumpyBatchSums:
         # memory layout, or a shift needed): subtracting the shift is free.
         return mean, large
 
+    def modalities_given(self, X):
+        """Which modalities have a value in some row of X (a boolean per
+        modality; a missing modality's block is all NaN)."""
+        first = X[:, [int(self.columns[b.start]) for b in self.blocks]]
+        first = first.toarray() if sparse.issparse(first) else np.asarray(first)
+        return ~np.isnan(first).all(axis=0)
+
     def _first_present_rows(self, X, unseen):
         """The ``unseen`` columns (a mask in modality order) of the rows after
         the head in which they have values: up to ``_HEAD_ROWS`` values of

@@ -640,3 +640,20 @@ def test_a_modality_missing_from_the_whole_first_batch_gets_its_shift_later(
     acc.update(convert(namespace, X[300:600]))
     acc.update(convert(namespace, X[600:]))
     assert_statistics(acc.finalize(), X, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "sparse"])
+def test_a_modality_missing_from_the_first_dask_chunk_gets_its_own_shift(kind):
+    # The Dask shift comes from the first chunk; "b" (at 1e8) is missing
+    # from all of its rows, so its shift must come from a later chunk.
+    da = pytest.importorskip("dask.array")
+    from skcrossmodal._dask import accumulate_dask
+
+    X = make_data(900, missing=False, seed=6)
+    X[:, MODALITIES["b"]] += 1e8
+    X[:300, MODALITIES["b"]] = np.nan
+    lazy = da.from_array(X, chunks=(300, N_FEATURES))
+    if kind == "sparse":
+        lazy = lazy.map_blocks(scipy.sparse.csr_matrix, dtype=X.dtype)
+    acc = accumulate_dask(lazy, CovarianceAccumulator(MODALITIES, N_FEATURES))
+    assert_statistics(acc.finalize(), X, rtol=1e-10)
