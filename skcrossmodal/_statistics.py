@@ -278,6 +278,10 @@ class CovarianceAccumulator(NumpyBatchSums):
                 self.square_cross = [
                     a + b for a, b in zip(self.square_cross, batch.square_cross)
                 ]
+        # The batch's shift: ours, but for modalities we have no rows of
+        # (whose sums are zero under any shift) where an array API batch
+        # chose theirs (xp_batch); merge() has checked that they are equal.
+        self.shift, self.large_offset = batch.shift, batch.large_offset
         self.pair_rows = self.pair_rows + batch.pair_rows
         self.n_rows += batch.n_rows
 
