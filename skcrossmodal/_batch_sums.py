@@ -171,14 +171,13 @@ def xp_batch(acc, X, weights, xp, chunk_bytes):
             yield start, xp.astype(chunk, dtype), w
 
     shift = acc.shift
+    unseen = acc.unseen_columns()
     if shift is None:
         shift = _xp_first_means(xp, chunks(), acc.columns)
-    elif acc.n_rows > 0 and np.any(np.diagonal(acc.pair_rows) == 0):
-        # A modality no earlier batch had: its sums are exactly zero so far
-        # whatever its shift, which is chosen here (as for numpy batches,
-        # CovarianceAccumulator._shift_modalities_first_seen); the
-        # accumulator takes this batch's shift when it absorbs it.
-        unseen = (np.diagonal(acc.pair_rows) == 0)[acc.block_of_column]
+    elif unseen is not None:
+        # A modality no earlier batch had: its shift is chosen here (as for
+        # numpy batches, CovarianceAccumulator._shift_modalities_first_seen);
+        # the accumulator takes this batch's shift when it absorbs it.
         candidate = _xp_first_means(xp, chunks(), acc.columns)
         shift = xp.where(xp.asarray(unseen, device=dev), candidate, shift)
     batch = acc._fresh(shift, None, xp, dtype, dev)

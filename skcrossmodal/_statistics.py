@@ -377,20 +377,27 @@ class CovarianceAccumulator(NumpyBatchSums):
         all of its rows got 0 there, and a level far from zero (1e8 + a
         spread of 1) would lose every digit of its spread in the sums. Its
         sums are exactly zero so far whatever its shift (its rows were all
-        missing), so its shift can still be chosen from this batch. Only
-        for an accumulator that has seen rows: an empty one made by
-        ``empty_like`` keeps the shift it shares with its siblings, which
-        are merged later.
+        missing), so its shift can still be chosen from this batch
+        (``unseen_columns``).
         """
-        if self.shift is None or self.n_rows == 0:
+        columns = self.unseen_columns()
+        if columns is None:
             return
-        unseen = np.diagonal(self.pair_rows) == 0
-        if not unseen.any():
-            return
-        columns = unseen[self.block_of_column]
         shift, large = self._choose_shift(X)
         self.shift = np.where(columns, shift, self.shift)
         self.large_offset = np.where(columns, large, self.large_offset)
+
+    def unseen_columns(self):
+        """The columns (a mask in modality order) whose shift a batch may
+        still choose, or None for none: those of the modalities with no row
+        yet in an accumulator that has rows (their sums are exactly zero
+        under any shift). An empty accumulator (first batch, or made by
+        ``empty_like``) has none: its shift is chosen whole, or shared with
+        the siblings it will be merged with."""
+        if self.shift is None or self.n_rows == 0:
+            return None
+        unseen = np.diagonal(self.pair_rows) == 0
+        return unseen[self.block_of_column] if unseen.any() else None
 
     def _check_weights(self, sample_weight, X, xp):
         """Weights as a numpy (numpy / sparse X) or xp vector, None if all 1."""
